@@ -1,0 +1,187 @@
+"""The AL stages: fit → evaluate → select → label → save, resumable after any finished stage."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.progress import Progress
+
+from al.budget import Budget
+from al.data import ALData, ALDataModule
+from al.errors import NonFiniteLossError
+from al.methods.selector import Selection, SelectionRequest, Selector
+from al.pool import Pool, stage_rng
+from al.progress import EpochProgressCallback, stage_progress
+from al.results import plot_curve, print_table, stage_record
+from al.sinks import EpochMetricsCallback, Sink
+from al.store import RunStore
+
+log = logging.getLogger(__name__)
+# Lightning's per-Trainer notices (devices, tips, "max_epochs reached") would repeat every stage.
+LIGHTNING_NOTICES = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+
+
+@dataclass
+class StageOutcome:
+    test_metrics: dict[str, float]
+    selection: Selection | None
+    train_seconds: float
+    model_state: dict | None
+
+
+def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
+    """Run (or resume) the experiment `cfg` in `run_dir`; return one record per stage."""
+    budget = Budget(**cfg.budget)
+    LIGHTNING_NOTICES.setLevel(logging.WARNING)
+    data = build_data(cfg.dataset)
+    budget.check_fits(len(data.pool_targets))
+    store = RunStore(run_dir)
+    store.claim(cfg)
+    pool, records, model_state = resume_or_start(store, budget, len(data.pool_targets), cfg.seed)
+    sink: Sink = instantiate(cfg.logger)
+    sink.start(run_dir, OmegaConf.to_container(cfg, resolve=True))
+    title = f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}"
+    with stage_progress() as progress:
+        stages_task = progress.add_task("stages", total=budget.stages, status="")
+        progress.update(stages_task, completed=len(records))
+        for stage in range(len(records), budget.stages):
+            outcome = run_stage(cfg, data, pool, budget, stage, model_state, sink, progress)
+            records.append(finish_stage(store, data, pool, stage, outcome, records))
+            model_state = outcome.model_state
+            sink.log_stage(records[-1])
+            plot_curve(records, run_dir / "curve.png", title)
+            progress.update(stages_task, advance=1, status=f"acc {records[-1]['test/acc']:.3f}")
+    sink.finish()
+    print_table(records, title)
+    return records
+
+
+def build_data(dataset_cfg: DictConfig) -> ALData:
+    data = instantiate(dataset_cfg.build)
+    data.check_declared(dataset_cfg.name, dataset_cfg.num_classes, dataset_cfg.input_shape)
+    return data
+
+
+def resume_or_start(
+    store: RunStore, budget: Budget, pool_size: int, seed: int
+) -> tuple[Pool, list[dict], dict | None]:
+    """The pool, records and warm-start weights after the last finished stage, or a fresh start."""
+    snapshot = store.latest()
+    if snapshot is None:
+        return Pool.with_initial(pool_size, budget.initial, seed), [], None
+    pool = Pool(pool_size)
+    pool.load_state_dict(snapshot)
+    store.write_results(snapshot["records"])
+    log.info("Resuming %s after stage %d", store.run_dir, len(snapshot["records"]) - 1)
+    return pool, snapshot["records"], snapshot["model"]
+
+
+def run_stage(
+    cfg: DictConfig,
+    data: ALData,
+    pool: Pool,
+    budget: Budget,
+    stage: int,
+    model_state: dict | None,
+    sink: Sink,
+    progress: Progress,
+) -> StageOutcome:
+    """Train a task module on the labeled pool, test it and (but at the last stage) select."""
+    pl.seed_everything(derived_seed(cfg.seed, stage, "torch"), workers=True, verbose=False)
+    module = build_module(cfg, data.num_classes)
+    if model_state is not None and not cfg.reinit_each_stage:
+        module.load_state_dict(model_state)
+    datamodule = ALDataModule(data, pool.labeled_indices, **cfg.loader)
+    selector: Selector = instantiate(cfg.method.selector)
+    if stage < budget.stages - 1:
+        selector.request(selection_request(datamodule, pool, budget, cfg.seed, stage))
+    callbacks = [
+        EpochProgressCallback(progress, f"stage {stage}: {len(pool.labeled_indices)} labels"),
+        EpochMetricsCallback(sink, stage),
+        selector,
+    ]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks)
+    start = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except NonFiniteLossError as error:
+        raise NonFiniteLossError(f"stage {stage}: {error}") from error
+    fit_seconds = time.perf_counter() - start
+    test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    selection = selector.selection
+    select_seconds = 0.0 if selection is None else selection.seconds
+    keep_weights = not cfg.reinit_each_stage
+    return StageOutcome(
+        test_metrics=test_metrics,
+        selection=selection,
+        train_seconds=fit_seconds - select_seconds,
+        model_state=module.state_dict() if keep_weights else None,
+    )
+
+
+def build_module(cfg: DictConfig, num_classes: int) -> pl.LightningModule:
+    """A fresh task module of the configured method around a fresh backbone."""
+    scheduler = instantiate(cfg.scheduler) if cfg.scheduler is not None else None
+    return instantiate(
+        cfg.method.module,
+        backbone=instantiate(cfg.model),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=scheduler,
+        num_classes=num_classes,
+    )
+
+
+def selection_request(
+    datamodule: ALDataModule, pool: Pool, budget: Budget, seed: int, stage: int
+) -> SelectionRequest:
+    candidates = pool.candidates(budget.subset, seed, stage)
+    return SelectionRequest(
+        candidates=datamodule.inputs_loader(candidates),
+        labeled=datamodule.inputs_loader(pool.labeled_indices),
+        candidate_indices=torch.from_numpy(candidates),
+        query=budget.query,
+        seed=derived_seed(seed, stage, "select"),
+    )
+
+
+def finish_stage(
+    store: RunStore,
+    data: ALData,
+    pool: Pool,
+    stage: int,
+    outcome: StageOutcome,
+    records: list[dict],
+) -> dict:
+    """Label the picks, then persist picks, pool and records: the stage is finished."""
+    labeled_labels = data.pool_targets[pool.labeled_indices]
+    picked_labels, select_seconds = None, None
+    if outcome.selection is not None:
+        picks = outcome.selection.indices.numpy()
+        pool.label(picks, stage=stage + 1)
+        picked_labels = data.pool_targets[picks]
+        select_seconds = outcome.selection.seconds
+        store.save_picks(stage, picks, outcome.selection.scores.numpy(), picked_labels)
+    record = stage_record(
+        stage,
+        labeled_labels,
+        picked_labels,
+        data.num_classes,
+        outcome.test_metrics,
+        outcome.train_seconds,
+        select_seconds,
+    )
+    store.save_stage(stage, pool.labelled_at, [*records, record], outcome.model_state)
+    return record
+
+
+def derived_seed(seed: int, stage: int, purpose: str) -> int:
+    return int(stage_rng(seed, stage, purpose).integers(2**31 - 1))
+

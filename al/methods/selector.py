@@ -1,0 +1,119 @@
+"""The Selector contract: a callback that picks the next samples to label at the end of a stage."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+
+@dataclass
+class SelectionRequest:
+    """What a selector may see at one stage.
+
+    `candidates` and `labeled` yield `(x, global_index)` batches with test-time
+    transforms and no labels; `candidate_indices` are the sorted global indices
+    the candidates loader serves; `seed` derives from (experiment seed, stage).
+    """
+
+    candidates: DataLoader
+    labeled: DataLoader
+    candidate_indices: torch.Tensor
+    query: int
+    seed: int
+
+
+@dataclass
+class Selection:
+    """The picked global indices, best first, with the score each was picked by."""
+
+    indices: torch.Tensor
+    scores: torch.Tensor
+    seconds: float
+
+
+def top_k(indices: torch.Tensor, scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `k` highest scores; ties go to the earlier position, so picks are deterministic."""
+    order = torch.sort(scores, descending=True, stable=True).indices[:k]
+    return indices[order], scores[order]
+
+
+def check_picks(indices: torch.Tensor, request: SelectionRequest, selector: str) -> None:
+    """The contract: exactly `query` distinct global indices, all among the candidates."""
+    indices = indices.cpu()
+    problems = []
+    if len(indices) != request.query:
+        problems.append(f"{len(indices)} picks instead of {request.query}")
+    if len(torch.unique(indices)) != len(indices):
+        problems.append("duplicate picks")
+    if not torch.isin(indices, request.candidate_indices).all():
+        problems.append("picks outside the candidate subset")
+    if problems:
+        raise RuntimeError(f"{selector} broke the selection contract: {', '.join(problems)}")
+
+
+class Selector(pl.Callback):
+    """Fires in `on_train_end`, while the trained model is still on its device.
+
+    The loop hands a `SelectionRequest` to `request()` before `fit`; after
+    `fit`, `selection` holds the picks. Subclasses implement `score` (higher =
+    label first) or, for set-based methods, override `select`. Scoring runs in
+    eval mode under `no_grad`; under DDP rank 0's picks are broadcast.
+    """
+
+    def __init__(self) -> None:
+        self._request: SelectionRequest | None = None
+        self.selection: Selection | None = None
+
+    def request(self, request: SelectionRequest) -> None:
+        self._request = request
+        self.selection = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._request is None:
+            return
+        start = time.perf_counter()
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            indices, scores = self.select(pl_module, self._request)
+        pl_module.train(was_training)
+        check_picks(indices, self._request, type(self).__name__)
+        indices, scores = trainer.strategy.broadcast((indices.cpu(), scores.cpu()), src=0)
+        self.selection = Selection(indices, scores, time.perf_counter() - start)
+        self._request = None
+
+    def select(
+        self, module: pl.LightningModule, request: SelectionRequest
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score every candidate and return the `query` best (global indices, scores)."""
+        indices, scores = self.score_loader(module, request.candidates)
+        return top_k(indices, scores, request.query)
+
+    def score_loader(
+        self, module: pl.LightningModule, loader: DataLoader
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batched scores of every sample `loader` yields, with their global indices."""
+        all_indices, all_scores = [], []
+        for x, indices in loader:
+            all_scores.append(self.score(module, x.to(module.device)).float().cpu())
+            all_indices.append(indices)
+        return torch.cat(all_indices), torch.cat(all_scores)
+
+    def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
+        """One score per sample of the batch `x`; higher means label first."""
+        raise NotImplementedError(f"{type(self).__name__} must implement score() or select()")
+
+
+class ProbabilitySelector(Selector):
+    """Scores computed from the softmax of the module's logits."""
+
+    def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
+        return self.score_probabilities(F.softmax(module(x).float(), dim=1))
+
+    def score_probabilities(self, probs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError

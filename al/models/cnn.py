@@ -1,0 +1,52 @@
+"""A small convolutional network for small images (digits, MNIST-sized inputs)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from al.errors import ConfigError
+from al.models.backbone import Backbone
+
+
+def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
+
+
+class SmallCNN(Backbone):
+    """(Conv3×3 → BN → ReLU → MaxPool) per width, pool to 2×2, Linear → ReLU → Linear."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        channels: Sequence[int] = (32, 64),
+        hidden: int = 128,
+    ) -> None:
+        super().__init__()
+        if len(input_shape) != 3:
+            raise ConfigError(
+                f"model=cnn needs image input (channels, height, width), got input_shape="
+                f"{list(input_shape)}; use model=mlp for vector data"
+            )
+        widths = [input_shape[0], *channels]
+        self.blocks = nn.ModuleList(
+            conv_block(c_in, c_out) for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(widths[-1] * 4, hidden), nn.ReLU())
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        stages = []
+        for block in self.blocks:
+            x = block(x)
+            stages.append(x)
+        return self.head(self.pool(x)), stages

@@ -1,0 +1,36 @@
+"""Multi-layer perceptron for vector inputs (TA-VAAL's toy task learner is a 3-layer MLP)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from al.models.backbone import Backbone
+
+
+class MLP(Backbone):
+    """Flatten → (Linear → ReLU) per hidden width → Linear(classes)."""
+
+    def __init__(
+        self, input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (64, 64)
+    ) -> None:
+        super().__init__()
+        if not hidden:
+            raise ValueError("MLP needs at least one hidden layer: set model.hidden=[64]")
+        widths = [math.prod(input_shape), *hidden]
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.Linear(w_in, w_out), nn.ReLU())
+            for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.classifier = nn.Linear(widths[-1], num_classes)
+
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        h = x.flatten(1)
+        stages = []
+        for layer in self.layers:
+            h = layer(h)
+            stages.append(h)
+        return h, stages

@@ -1,0 +1,126 @@
+"""Where metrics go besides results.jsonl: W&B (offline by default), CSV files, or nowhere.
+
+One sink serves a whole AL experiment: per-epoch training metrics against
+`al/epoch`, per-stage metrics against `al/n_labeled`.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+
+class Sink:
+    """The interface, and the sink of `logger=none`: it drops everything."""
+
+    def start(self, run_dir: Path, config: dict[str, Any]) -> None:
+        """Open the experiment's log; `config` is the composed config."""
+
+    def log_epoch(self, metrics: dict[str, float]) -> None:
+        """Training metrics of one epoch, with `al/epoch` and `al/stage`."""
+
+    def log_stage(self, record: dict[str, Any]) -> None:
+        """One finished stage (a results.jsonl row)."""
+
+    def finish(self) -> None:
+        """Close the log."""
+
+
+def stage_scalars(record: dict[str, Any]) -> dict[str, float]:
+    """The numeric fields of a record, named for W&B panels (`al/…`, `test/…`)."""
+    return {
+        (key if "/" in key else f"al/{key}"): value
+        for key, value in record.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
+class WandbSink(Sink):
+    """One W&B run per AL experiment, grouped by dataset and method; resumes with the run dir."""
+
+    def __init__(
+        self,
+        project: str,
+        mode: str,
+        group: str,
+        job_type: str,
+        name: str,
+        entity: str | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
+        self.settings = dict(
+            project=project, mode=mode, group=group, job_type=job_type, name=name, entity=entity
+        )
+        self.tags = list(tags or [])
+        self.run = None
+
+    def start(self, run_dir: Path, config: dict[str, Any]) -> None:
+        import wandb
+
+        id_path = Path(run_dir) / "wandb_id.txt"
+        if not id_path.exists():
+            id_path.write_text(wandb.util.generate_id())
+        self.run = wandb.init(
+            **self.settings,
+            tags=self.tags,
+            config=config,
+            dir=str(run_dir),
+            id=id_path.read_text().strip(),
+            resume="allow",
+        )
+        self.run.define_metric("al/epoch")
+        self.run.define_metric("train/*", step_metric="al/epoch")
+        self.run.define_metric("al/n_labeled")
+        for pattern in ("test/*", "al/stage", "al/*_seconds", "al/*entropy"):
+            self.run.define_metric(pattern, step_metric="al/n_labeled")
+
+    def log_epoch(self, metrics: dict[str, float]) -> None:
+        self.run.log(metrics)
+
+    def log_stage(self, record: dict[str, Any]) -> None:
+        self.run.log(stage_scalars(record))
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+
+
+class CsvSink(Sink):
+    """`train_metrics.csv` (one row per epoch) and `stages.csv` (one row per stage)."""
+
+    def start(self, run_dir: Path, config: dict[str, Any]) -> None:
+        self.run_dir = Path(run_dir)
+
+    def log_epoch(self, metrics: dict[str, float]) -> None:
+        append_row(self.run_dir / "train_metrics.csv", metrics)
+
+    def log_stage(self, record: dict[str, Any]) -> None:
+        append_row(self.run_dir / "stages.csv", stage_scalars(record))
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    new_file = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row), extrasaction="ignore")
+        if new_file:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+class EpochMetricsCallback(pl.Callback):
+    """Sends each epoch's `train/*` metrics to the sink, on an epoch axis continuing across stages."""
+
+    def __init__(self, sink: Sink, stage: int) -> None:
+        self.sink, self.stage = sink, stage
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith("train/")
+        }
+        epoch = self.stage * trainer.max_epochs + trainer.current_epoch
+        self.sink.log_epoch({"al/epoch": epoch, "al/stage": self.stage, **metrics})

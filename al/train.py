@@ -1,0 +1,22 @@
+"""Entry point: `python -m al.train [overrides]` runs one active-learning experiment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from al.loop import run
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    """Compose, run (or resume) in Hydra's output directory; return the final test accuracy."""
+    records = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    return records[-1]["test/acc"]
+
+
+if __name__ == "__main__":
+    main()

@@ -9,11 +9,12 @@ from al.errors import ConfigError
 
 @dataclass(frozen=True)
 class Budget:
-    """`initial` labels, then `query` more after each of `stages` − 1 stages.
+    """`initial` labels, then `query` more after each of `stages` stages.
 
-    Stage k trains on `initial + k·query` labels; the last stage only trains
-    and evaluates. Each stage selects from `subset` random unlabeled
-    candidates (None = the whole unlabeled pool).
+    Stage k trains on `initial + k·query` labels, then selects `query` more
+    from `subset` random unlabeled candidates (None = the whole unlabeled
+    pool). The last stage selects too, so a finished run can be extended
+    with more stages and its picks are analysed like every other stage's.
     """
 
     initial: int
@@ -37,13 +38,13 @@ class Budget:
 
     @property
     def total_labels(self) -> int:
-        return self.initial + (self.stages - 1) * self.query
+        return self.initial + self.stages * self.query
 
     def check_fits(self, pool_size: int) -> None:
         if self.total_labels > pool_size:
-            most_stages = (pool_size - self.initial) // self.query + 1
+            most_stages = (pool_size - self.initial) // self.query
             raise ConfigError(
-                f"budget.initial={self.initial} + (budget.stages={self.stages} − 1) × "
+                f"budget.initial={self.initial} + budget.stages={self.stages} × "
                 f"budget.query={self.query} = {self.total_labels} labels, but the pool holds "
                 f"{pool_size}; lower budget.stages to at most {most_stages} or the sizes"
             )

@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -16,7 +15,7 @@ from rich.progress import Progress
 
 from al.budget import Budget
 from al.data import ALData, ALDataModule
-from al.errors import NonFiniteLossError
+from al.errors import NonFiniteLossError, build
 from al.methods.selector import Selection, SelectionRequest, Selector
 from al.pool import Pool, stage_rng
 from al.progress import EpochProgressCallback, stage_progress
@@ -32,7 +31,7 @@ LIGHTNING_NOTICES = logging.getLogger("pytorch_lightning.utilities.rank_zero")
 @dataclass
 class StageOutcome:
     test_metrics: dict[str, float]
-    selection: Selection | None
+    selection: Selection
     train_seconds: float
     model_state: dict | None
 
@@ -65,7 +64,7 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
 
 
 def build_data(dataset_cfg: DictConfig) -> ALData:
-    data = instantiate(dataset_cfg.build)
+    data = build(dataset_cfg.build)
     data.check_declared(dataset_cfg.name, dataset_cfg.num_classes, dataset_cfg.input_shape)
     return data
 
@@ -94,15 +93,14 @@ def run_stage(
     sink: Sink,
     progress: Progress,
 ) -> StageOutcome:
-    """Train a task module on the labeled pool, test it and (but at the last stage) select."""
+    """Train a task module on the labeled pool, test it and select the next `query` samples."""
     pl.seed_everything(derived_seed(cfg.seed, stage, "torch"), workers=True, verbose=False)
     module = build_module(cfg, data.num_classes)
     if model_state is not None and not cfg.reinit_each_stage:
         module.load_state_dict(model_state)
     datamodule = ALDataModule(data, pool.labeled_indices, **cfg.loader)
     selector: Selector = instantiate(cfg.method.selector)
-    if stage < budget.stages - 1:
-        selector.request(selection_request(datamodule, pool, budget, cfg.seed, stage))
+    selector.request(selection_request(datamodule, pool, budget, cfg.seed, stage))
     callbacks = [
         EpochProgressCallback(progress, f"stage {stage}: {len(pool.labeled_indices)} labels"),
         EpochMetricsCallback(sink, stage),
@@ -116,13 +114,11 @@ def run_stage(
         raise NonFiniteLossError(f"stage {stage}: {error}") from error
     fit_seconds = time.perf_counter() - start
     test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    selection = selector.selection
-    select_seconds = 0.0 if selection is None else selection.seconds
     keep_weights = not cfg.reinit_each_stage
     return StageOutcome(
         test_metrics=test_metrics,
-        selection=selection,
-        train_seconds=fit_seconds - select_seconds,
+        selection=selector.selection,
+        train_seconds=fit_seconds - selector.selection.seconds,
         model_state=module.state_dict() if keep_weights else None,
     )
 
@@ -130,9 +126,9 @@ def run_stage(
 def build_module(cfg: DictConfig, num_classes: int) -> pl.LightningModule:
     """A fresh task module of the configured method around a fresh backbone."""
     scheduler = instantiate(cfg.scheduler) if cfg.scheduler is not None else None
-    return instantiate(
+    return build(
         cfg.method.module,
-        backbone=instantiate(cfg.model),
+        backbone=build(cfg.model),
         optimizer=instantiate(cfg.optimizer),
         scheduler=scheduler,
         num_classes=num_classes,
@@ -162,13 +158,10 @@ def finish_stage(
 ) -> dict:
     """Label the picks, then persist picks, pool and records: the stage is finished."""
     labeled_labels = data.pool_targets[pool.labeled_indices]
-    picked_labels, select_seconds = None, None
-    if outcome.selection is not None:
-        picks = outcome.selection.indices.numpy()
-        pool.label(picks, stage=stage + 1)
-        picked_labels = data.pool_targets[picks]
-        select_seconds = outcome.selection.seconds
-        store.save_picks(stage, picks, outcome.selection.scores.numpy(), picked_labels)
+    picks = outcome.selection.indices.numpy()
+    pool.label(picks, stage=stage + 1)
+    picked_labels = data.pool_targets[picks]
+    store.save_picks(stage, picks, outcome.selection.scores.numpy(), picked_labels)
     record = stage_record(
         stage,
         labeled_labels,
@@ -176,7 +169,7 @@ def finish_stage(
         data.num_classes,
         outcome.test_metrics,
         outcome.train_seconds,
-        select_seconds,
+        outcome.selection.seconds,
     )
     store.save_stage(stage, pool.labelled_at, [*records, record], outcome.model_state)
     return record
@@ -184,4 +177,3 @@ def finish_stage(
 
 def derived_seed(seed: int, stage: int, purpose: str) -> int:
     return int(stage_rng(seed, stage, purpose).integers(2**31 - 1))
-

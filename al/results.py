@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 
 def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
@@ -27,33 +27,28 @@ def count_entropy(counts: list[int]) -> float:
 def stage_record(
     stage: int,
     labeled_labels: np.ndarray,
-    picked_labels: np.ndarray | None,
+    picked_labels: np.ndarray,
     num_classes: int,
     test_metrics: dict[str, float],
     train_seconds: float,
-    select_seconds: float | None,
+    select_seconds: float,
 ) -> dict:
     """One row of results.jsonl: `n_labeled` is what this stage's model was trained on."""
     record = {"stage": stage, "n_labeled": len(labeled_labels)}
     record.update({key: float(value) for key, value in sorted(test_metrics.items())})
     record["train_seconds"] = round(train_seconds, 3)
-    record["select_seconds"] = None if select_seconds is None else round(select_seconds, 3)
+    record["select_seconds"] = round(select_seconds, 3)
     record["class_counts"] = class_counts(labeled_labels, num_classes)
     record["class_entropy"] = count_entropy(record["class_counts"])
-    if picked_labels is None:
-        record["pick_class_counts"], record["pick_entropy"] = None, None
-    else:
-        record["pick_class_counts"] = class_counts(picked_labels, num_classes)
-        record["pick_entropy"] = count_entropy(record["pick_class_counts"])
+    record["pick_class_counts"] = class_counts(picked_labels, num_classes)
+    record["pick_entropy"] = count_entropy(record["pick_class_counts"])
     return record
 
 
 def plot_curve(records: list[dict], path: Path, title: str) -> None:
     """Test accuracy against the number of labels."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(
-        [r["n_labeled"] for r in records], [100 * r["test/acc"] for r in records], marker="o"
-    )
+    ax.plot([r["n_labeled"] for r in records], [100 * r["test/acc"] for r in records], marker="o")
     ax.set(xlabel="labeled samples", ylabel="test accuracy (%)", title=title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -66,13 +61,12 @@ def print_table(records: list[dict], title: str, console: Console | None = None)
     for column in ("stage", "n_labeled", "test acc", "balanced acc", "train s", "select s"):
         table.add_column(column, justify="right")
     for r in records:
-        select = "—" if r["select_seconds"] is None else f"{r['select_seconds']:.1f}"
         table.add_row(
             str(r["stage"]),
             str(r["n_labeled"]),
             f"{100 * r['test/acc']:.2f}%",
             f"{100 * r['test/balanced_acc']:.2f}%",
             f"{r['train_seconds']:.1f}",
-            select,
+            f"{r['select_seconds']:.1f}",
         )
     (console or Console()).print(table)

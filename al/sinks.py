@@ -7,6 +7,7 @@ One sink serves a whole AL experiment: per-epoch training metrics against
 from __future__ import annotations
 
 import csv
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ class Sink:
         """Open the experiment's log; `config` is the composed config."""
 
     def log_epoch(self, metrics: dict[str, float]) -> None:
-        """Training metrics of one epoch, with `al/epoch` and `al/stage`."""
+        """Training metrics of one epoch, with `al/epoch` and `train/stage`."""
 
     def log_stage(self, record: dict[str, Any]) -> None:
         """One finished stage (a results.jsonl row)."""
@@ -29,10 +30,13 @@ class Sink:
         """Close the log."""
 
 
+STAGE_KEY_NAMES = {"n_labeled": "al/n_labeled", "stage": "stage/index"}
+
+
 def stage_scalars(record: dict[str, Any]) -> dict[str, float]:
-    """The numeric fields of a record, named for W&B panels (`al/…`, `test/…`)."""
+    """The numeric fields of a record, named for W&B panels: `al/n_labeled`, `test/…`, `stage/…`."""
     return {
-        (key if "/" in key else f"al/{key}"): value
+        STAGE_KEY_NAMES.get(key, key if "/" in key else f"stage/{key}"): value
         for key, value in record.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
@@ -62,7 +66,7 @@ class WandbSink(Sink):
 
         id_path = Path(run_dir) / "wandb_id.txt"
         if not id_path.exists():
-            id_path.write_text(wandb.util.generate_id())
+            id_path.write_text(uuid.uuid4().hex[:12])
         self.run = wandb.init(
             **self.settings,
             tags=self.tags,
@@ -74,8 +78,8 @@ class WandbSink(Sink):
         self.run.define_metric("al/epoch")
         self.run.define_metric("train/*", step_metric="al/epoch")
         self.run.define_metric("al/n_labeled")
-        for pattern in ("test/*", "al/stage", "al/*_seconds", "al/*entropy"):
-            self.run.define_metric(pattern, step_metric="al/n_labeled")
+        self.run.define_metric("test/*", step_metric="al/n_labeled")
+        self.run.define_metric("stage/*", step_metric="al/n_labeled")
 
     def log_epoch(self, metrics: dict[str, float]) -> None:
         self.run.log(metrics)
@@ -111,7 +115,7 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
 
 
 class EpochMetricsCallback(pl.Callback):
-    """Sends each epoch's `train/*` metrics to the sink, on an epoch axis continuing across stages."""
+    """Sends each epoch's `train/*` metrics to the sink; `al/epoch` continues across stages."""
 
     def __init__(self, sink: Sink, stage: int) -> None:
         self.sink, self.stage = sink, stage
@@ -123,4 +127,4 @@ class EpochMetricsCallback(pl.Callback):
             if key.startswith("train/")
         }
         epoch = self.stage * trainer.max_epochs + trainer.current_epoch
-        self.sink.log_epoch({"al/epoch": epoch, "al/stage": self.stage, **metrics})
+        self.sink.log_epoch({"al/epoch": epoch, "train/stage": self.stage, **metrics})

@@ -74,7 +74,7 @@ class RunStore:
         self.write_results(records)
 
     def save_picks(self, stage: int, indices: np.ndarray, scores: np.ndarray, labels) -> None:
-        """`picks/stage_KKK.csv`: what stage K's model picked, best first, with the label revealed."""
+        """`picks/stage_KKK.csv`: stage K's picks, best first, with the labels they revealed."""
         self.picks_dir.mkdir(parents=True, exist_ok=True)
         rows = ["index,score,label"]
         rows += [f"{i},{s:.8g},{y}" for i, s, y in zip(indices, scores, labels, strict=True)]

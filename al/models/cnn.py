@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -38,7 +39,7 @@ class SmallCNN(Backbone):
             )
         widths = [input_shape[0], *channels]
         self.blocks = nn.ModuleList(
-            conv_block(c_in, c_out) for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
+            conv_block(c_in, c_out) for c_in, c_out in itertools.pairwise(widths)
         )
         self.pool = nn.AdaptiveAvgPool2d(2)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(widths[-1] * 4, hidden), nn.ReLU())

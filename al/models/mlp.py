@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -23,7 +24,7 @@ class MLP(Backbone):
         widths = [math.prod(input_shape), *hidden]
         self.layers = nn.ModuleList(
             nn.Sequential(nn.Linear(w_in, w_out), nn.ReLU())
-            for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
+            for w_in, w_out in itertools.pairwise(widths)
         )
         self.classifier = nn.Linear(widths[-1], num_classes)
 

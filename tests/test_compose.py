@@ -1,0 +1,73 @@
+"""Every config combination composes and builds; bad choices fail with clear messages."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, compose_config, options
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from torch.utils.data import DataLoader
+
+from al.errors import ConfigError
+from al.loop import build_data, build_module
+
+PAIRS = list(itertools.product(options("dataset"), options("model"), options("method")))
+
+
+@pytest.mark.parametrize(("dataset", "model", "method"), PAIRS)
+def test_dataset_model_method_compose_and_build(dataset, model, method):
+    cfg = compose_config(f"dataset={dataset}", f"model={model}", f"method={method}")
+    data = build_data(cfg.dataset)
+    if model == "cnn" and len(cfg.dataset.input_shape) != 3:
+        with pytest.raises(ConfigError, match=r"model=cnn needs image input.*use model=mlp"):
+            build_module(cfg, data.num_classes)
+        return
+    module = build_module(cfg, data.num_classes)
+    x, _ = next(iter(DataLoader(data.test, batch_size=4)))
+    assert module(x).shape == (len(x), cfg.dataset.num_classes)
+    instantiate(cfg.method.selector)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        f"{group}={option}"
+        for group in ("budget", "logger", "optimizer", "trainer")
+        for option in options(group)
+    ],
+)
+def test_every_other_group_option_composes(override):
+    cfg = compose_config(override)
+    assert cfg.budget.initial > 0 and "_target_" in cfg.trainer
+
+
+def test_unknown_option_fails_with_hydras_message():
+    with pytest.raises(ConfigCompositionException, match="Could not find 'method/nope'"):
+        compose_config("method=nope")
+
+
+def test_command_line_reports_unknown_option_and_exits_nonzero(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "al.train", "method=nope", f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Could not find 'method/nope'" in result.stderr
+    assert "Available options in 'method'" in result.stderr
+
+
+def test_budget_keys_and_top_level_seed():
+    cfg = compose_config("budget.initial=7", "budget.subset=100", "seed=3", "trainer.max_epochs=4")
+    assert (cfg.budget.initial, cfg.budget.subset, cfg.seed, cfg.trainer.max_epochs) == (
+        7,
+        100,
+        3,
+        4,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from al.store import RunStore
 log = logging.getLogger(__name__)
 # Lightning's per-Trainer notices (devices, tips, "max_epochs reached") would repeat every stage.
 LIGHTNING_NOTICES = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+# Lightning 2.6 calls a torch.utils._pytree API that torch ≥ 2.10 deprecates; nothing to act on.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 @dataclass

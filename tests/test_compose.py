@@ -71,3 +71,18 @@ def test_budget_keys_and_top_level_seed():
         3,
         4,
     )
+
+
+def test_tuning_file_applies_to_its_method_and_dataset_only(tmp_path):
+    tuning = tmp_path / "tuning" / "entropy" / "digits.yaml"
+    tuning.parent.mkdir(parents=True)
+    tuning.write_text("# @package _global_\noptimizer:\n  lr: 0.123\n")
+    searchpath = f"hydra.searchpath=[file://{tmp_path}]"
+    assert compose_config(searchpath, "method=entropy").optimizer.lr == 0.123
+    assert compose_config(searchpath, "method=margin").optimizer.lr == 0.001
+
+
+def test_wandb_run_is_grouped_by_dataset_and_method_and_offline_by_default(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    logger = compose_config("method=margin", "dataset=moons", "seed=2").logger
+    assert (logger.group, logger.job_type, logger.mode) == ("moons-margin", "seed2", "offline")

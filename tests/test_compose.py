@@ -7,13 +7,14 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, compose_config, options
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
 from al.errors import ConfigError
 from al.loop import build_data, build_module
+
+from conftest import ROOT, compose_config, options
 
 PAIRS = list(itertools.product(options("dataset"), options("model"), options("method")))
 

@@ -7,7 +7,6 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import torch
-from conftest import options
 
 from al.budget import Budget
 from al.data import ALData, ArrayDataset
@@ -16,6 +15,8 @@ from al.methods.selector import SelectionRequest, Selector
 from al.pool import UNLABELED, Pool
 from al.progress import stage_progress
 from al.sinks import Sink
+
+from conftest import options
 
 QUERY = 10
 SUBSET = 60

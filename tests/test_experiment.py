@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import read_results, without_timings
 
 import al.loop
 from al.errors import ConfigError, NonFiniteLossError
 from al.loop import run
+
+from conftest import read_results, without_timings
 
 RECORD_KEYS = {
     "stage",

@@ -10,8 +10,8 @@ from torch import nn
 
 @dataclass
 class BackboneOutput:
-    """`logits` (B, classes); `features` (B, d), the input of the final linear layer;
-    `stages` the intermediate outputs a loss-prediction module reads."""
+    """`logits` (B, classes); `features` (B, d), the penultimate feature; `stages` the
+    intermediate outputs (B, C_i, …) a loss-prediction module reads."""
 
     logits: torch.Tensor
     features: torch.Tensor
@@ -19,9 +19,15 @@ class BackboneOutput:
 
 
 class Backbone(nn.Module):
-    """A feature extractor `embed` followed by one linear `classifier`."""
+    """A feature extractor `embed`, a `dropout` slot (identity unless a method sets one)
+    and one linear `classifier`. `stage_channels[i]` is the channel count of `stages[i]`."""
 
     classifier: nn.Linear
+    stage_channels: list[int]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropout: nn.Module = nn.Identity()
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Return the penultimate features and the intermediate stage outputs."""
@@ -29,4 +35,4 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> BackboneOutput:
         features, stages = self.embed(x)
-        return BackboneOutput(self.classifier(features), features, stages)
+        return BackboneOutput(self.classifier(self.dropout(features)), features, stages)

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from al.errors import ConfigError
 from al.models.backbone import Backbone
+from al.models.resnet import image_shape
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -32,18 +32,14 @@ class SmallCNN(Backbone):
         hidden: int = 128,
     ) -> None:
         super().__init__()
-        if len(input_shape) != 3:
-            raise ConfigError(
-                f"model=cnn needs image input (channels, height, width), got input_shape="
-                f"{list(input_shape)}; use model=mlp for vector data"
-            )
-        widths = [input_shape[0], *channels]
+        widths = [image_shape(input_shape, "cnn")[0], *channels]
         self.blocks = nn.ModuleList(
             conv_block(c_in, c_out) for c_in, c_out in itertools.pairwise(widths)
         )
         self.pool = nn.AdaptiveAvgPool2d(2)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(widths[-1] * 4, hidden), nn.ReLU())
         self.classifier = nn.Linear(hidden, num_classes)
+        self.stage_channels = list(channels)
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         stages = []

@@ -27,6 +27,7 @@ class MLP(Backbone):
             for w_in, w_out in itertools.pairwise(widths)
         )
         self.classifier = nn.Linear(widths[-1], num_classes)
+        self.stage_channels = list(hidden)
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         h = x.flatten(1)

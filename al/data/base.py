@@ -1,0 +1,77 @@
+"""What every dataset family builds: a pool (train- and test-transformed views) and a test set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from al.errors import ConfigError
+
+
+class ArrayDataset(Dataset):
+    """In-memory samples `x[i]` with integer labels `y[i]` and an optional transform."""
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, transform: Callable | None = None
+    ) -> None:
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} samples but {len(y)} labels")
+        self.x, self.y, self.transform = x, y.long(), transform
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        x = self.x[index]
+        return (self.transform(x) if self.transform else x), int(self.y[index])
+
+
+class WithoutLabels(Dataset):
+    """The samples `indices` of a labeled dataset as `(x, global_index)`: labels never leave."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
+        index = int(self.indices[position])
+        x, _ = self.dataset[index]
+        return x, index
+
+
+@dataclass
+class ALData:
+    """A dataset ready for active learning.
+
+    `pool_train` and `pool_eval` are the same pool samples, in the same global
+    order, with training and test-time transforms; `pool_targets` are the pool
+    labels, read only by the oracle (labeling and statistics), never by selectors.
+    """
+
+    pool_train: Dataset
+    pool_eval: Dataset
+    test: Dataset
+    pool_targets: np.ndarray
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        sizes = {len(self.pool_train), len(self.pool_eval), len(self.pool_targets)}
+        if len(sizes) != 1:
+            raise ValueError(f"pool views disagree in size: {sorted(sizes)}")
+
+    def check_declared(self, name: str, num_classes: int, input_shape: Sequence[int]) -> None:
+        """Fail early when the dataset config declares another shape than the data has."""
+        shape = list(self.pool_eval[0][0].shape)
+        if num_classes != self.num_classes or shape != list(input_shape):
+            raise ConfigError(
+                f"dataset '{name}' declares num_classes={num_classes}, "
+                f"input_shape={list(input_shape)} but its data has num_classes={self.num_classes}, "
+                f"input_shape={shape}; fix conf/dataset/{name}.yaml"
+            )

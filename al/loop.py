@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import Progress
 
 from al.budget import Budget
 from al.data import ALData, ALDataModule
-from al.errors import NonFiniteLossError, build
+from al.errors import ConfigError, NonFiniteLossError, build
 from al.methods.selector import Selection, SelectionRequest, Selector
 from al.pool import Pool, stage_rng
 from al.progress import EpochProgressCallback, stage_progress
@@ -25,16 +23,13 @@ from al.sinks import EpochMetricsCallback, Sink
 from al.store import RunStore
 
 log = logging.getLogger(__name__)
-# Lightning's per-Trainer notices (devices, tips, "max_epochs reached") would repeat every stage.
-LIGHTNING_NOTICES = logging.getLogger("pytorch_lightning.utilities.rank_zero")
-# Lightning 2.6 calls a torch.utils._pytree API that torch ≥ 2.10 deprecates; nothing to act on.
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 @dataclass
 class StageOutcome:
     test_metrics: dict[str, float]
     selection: Selection
+    epochs: int
     train_seconds: float
     model_state: dict | None
 
@@ -42,26 +37,38 @@ class StageOutcome:
 def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
     """Run (or resume) the experiment `cfg` in `run_dir`; return one record per stage."""
     budget = Budget(**cfg.budget)
-    LIGHTNING_NOTICES.setLevel(logging.WARNING)
     data = build_data(cfg.dataset)
     budget.check_fits(len(data.pool_targets))
     store = RunStore(run_dir)
     store.claim(cfg)
     pool, records, model_state = resume_or_start(store, budget, len(data.pool_targets), cfg.seed)
-    sink: Sink = instantiate(cfg.logger)
-    sink.start(run_dir, OmegaConf.to_container(cfg, resolve=True))
+    sink: Sink = build(cfg.logger)
+    sink.start(run_dir, OmegaConf.to_container(cfg, resolve=True), records)
     title = f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}"
-    with stage_progress() as progress:
-        stages_task = progress.add_task("stages", total=budget.stages, status="")
-        progress.update(stages_task, completed=len(records))
-        for stage in range(len(records), budget.stages):
-            outcome = run_stage(cfg, data, pool, budget, stage, model_state, sink, progress)
-            records.append(finish_stage(store, data, pool, stage, outcome, records))
-            model_state = outcome.model_state
-            sink.log_stage(records[-1])
-            plot_curve(records, run_dir / "curve.png", title)
-            progress.update(stages_task, advance=1, status=f"acc {records[-1]['test/acc']:.3f}")
-    sink.finish()
+    try:
+        with stage_progress() as progress:
+            stages_task = progress.add_task("stages", total=budget.stages, status="")
+            progress.update(stages_task, completed=len(records))
+            for stage in range(len(records), budget.stages):
+                epochs_before = sum(record["epochs"] for record in records)
+                outcome = run_stage(
+                    cfg,
+                    data,
+                    pool,
+                    budget,
+                    stage,
+                    model_state,
+                    EpochMetricsCallback(sink, stage, epochs_before),
+                    progress,
+                )
+                records.append(finish_stage(store, data, pool, stage, outcome, records))
+                model_state = outcome.model_state
+                sink.log_stage(records[-1])
+                plot_curve(records, run_dir / "curve.png", title)
+                status = f"acc {records[-1]['test/acc']:.3f}"
+                progress.update(stages_task, advance=1, status=status)
+    finally:
+        sink.finish()
     print_table(records, title)
     return records
 
@@ -93,7 +100,7 @@ def run_stage(
     budget: Budget,
     stage: int,
     model_state: dict | None,
-    sink: Sink,
+    epoch_logger: pl.Callback,
     progress: Progress,
 ) -> StageOutcome:
     """Train a task module on the labeled pool, test it and select the next `query` samples."""
@@ -102,25 +109,31 @@ def run_stage(
     if model_state is not None and not cfg.reinit_each_stage:
         module.load_state_dict(model_state)
     datamodule = ALDataModule(data, pool.labeled_indices, **cfg.loader)
-    selector: Selector = instantiate(cfg.method.selector)
+    selector: Selector = build(cfg.method.selector)
     selector.request(selection_request(datamodule, pool, budget, cfg.seed, stage))
     callbacks = [
         EpochProgressCallback(progress, f"stage {stage}: {len(pool.labeled_indices)} labels"),
-        EpochMetricsCallback(sink, stage),
+        epoch_logger,
         selector,
     ]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks)
+    trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks)
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule)
     except NonFiniteLossError as error:
         raise NonFiniteLossError(f"stage {stage}: {error}") from error
     fit_seconds = time.perf_counter() - start
+    if selector.selection is None:
+        raise ConfigError(
+            f"stage {stage}: training ended before it started (trainer.max_epochs="
+            f"{cfg.trainer.get('max_epochs')}), so nothing was selected; train at least one epoch"
+        )
     test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     keep_weights = not cfg.reinit_each_stage
     return StageOutcome(
         test_metrics=test_metrics,
         selection=selector.selection,
+        epochs=trainer.current_epoch,
         train_seconds=fit_seconds - selector.selection.seconds,
         model_state=module.state_dict() if keep_weights else None,
     )
@@ -128,11 +141,11 @@ def run_stage(
 
 def build_module(cfg: DictConfig, num_classes: int) -> pl.LightningModule:
     """A fresh task module of the configured method around a fresh backbone."""
-    scheduler = instantiate(cfg.scheduler) if cfg.scheduler is not None else None
+    scheduler = build(cfg.scheduler) if cfg.scheduler is not None else None
     return build(
         cfg.method.module,
         backbone=build(cfg.model),
-        optimizer=instantiate(cfg.optimizer),
+        optimizer=build(cfg.optimizer),
         scheduler=scheduler,
         num_classes=num_classes,
     )
@@ -171,6 +184,7 @@ def finish_stage(
         picked_labels,
         data.num_classes,
         outcome.test_metrics,
+        outcome.epochs,
         outcome.train_seconds,
         outcome.selection.seconds,
     )

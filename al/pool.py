@@ -51,9 +51,6 @@ class Pool:
     def unlabeled_indices(self) -> np.ndarray:
         return np.flatnonzero(self.labelled_at == UNLABELED)
 
-    def labeled_at_stage(self, stage: int) -> np.ndarray:
-        return np.flatnonzero(self.labelled_at == stage)
-
     def label(self, indices: np.ndarray, stage: int) -> None:
         """Mark `indices` as labeled at `stage`; rejects duplicates, labeled and unknown ids."""
         indices = np.asarray(indices, dtype=np.int64)

@@ -30,12 +30,14 @@ def stage_record(
     picked_labels: np.ndarray,
     num_classes: int,
     test_metrics: dict[str, float],
+    epochs: int,
     train_seconds: float,
     select_seconds: float,
 ) -> dict:
     """One row of results.jsonl: `n_labeled` is what this stage's model was trained on."""
     record = {"stage": stage, "n_labeled": len(labeled_labels)}
     record.update({key: float(value) for key, value in sorted(test_metrics.items())})
+    record["epochs"] = epochs
     record["train_seconds"] = round(train_seconds, 3)
     record["select_seconds"] = round(select_seconds, 3)
     record["class_counts"] = class_counts(labeled_labels, num_classes)

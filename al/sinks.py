@@ -1,7 +1,8 @@
 """Where metrics go besides results.jsonl: W&B (offline by default), CSV files, or nowhere.
 
-One sink serves a whole AL experiment: per-epoch training metrics against
-`al/epoch`, per-stage metrics against `al/n_labeled`.
+The `logger` config group builds one sink per AL experiment: per-epoch training
+metrics against `al/epoch`, per-stage metrics against `al/n_labeled`. A resumed
+run hands the sink the records of its finished stages.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import pytorch_lightning as pl
 class Sink:
     """The interface, and the sink of `logger=none`: it drops everything."""
 
-    def start(self, run_dir: Path, config: dict[str, Any]) -> None:
-        """Open the experiment's log; `config` is the composed config."""
+    def start(self, run_dir: Path, config: dict[str, Any], records: list[dict]) -> None:
+        """Open the experiment's log; `config` is the composed config, `records` the stages
+        finished before a resume."""
 
     def log_epoch(self, metrics: dict[str, float]) -> None:
         """Training metrics of one epoch, with `al/epoch` and `train/stage`."""
@@ -61,7 +63,7 @@ class WandbSink(Sink):
         self.tags = list(tags or [])
         self.run = None
 
-    def start(self, run_dir: Path, config: dict[str, Any]) -> None:
+    def start(self, run_dir: Path, config: dict[str, Any], records: list[dict]) -> None:
         import wandb
 
         id_path = Path(run_dir) / "wandb_id.txt"
@@ -80,6 +82,10 @@ class WandbSink(Sink):
         self.run.define_metric("al/n_labeled")
         self.run.define_metric("test/*", step_metric="al/n_labeled")
         self.run.define_metric("stage/*", step_metric="al/n_labeled")
+        if self.settings["mode"] == "offline":
+            # An offline resume writes a new offline-run directory: make it complete.
+            for record in records:
+                self.log_stage(record)
 
     def log_epoch(self, metrics: dict[str, float]) -> None:
         self.run.log(metrics)
@@ -95,8 +101,21 @@ class WandbSink(Sink):
 class CsvSink(Sink):
     """`train_metrics.csv` (one row per epoch) and `stages.csv` (one row per stage)."""
 
-    def start(self, run_dir: Path, config: dict[str, Any]) -> None:
+    def start(self, run_dir: Path, config: dict[str, Any], records: list[dict]) -> None:
+        """Drop what an interrupted stage wrote: keep the rows of the finished stages."""
         self.run_dir = Path(run_dir)
+        stages = self.run_dir / "stages.csv"
+        stages.unlink(missing_ok=True)
+        for record in records:
+            self.log_stage(record)
+        epochs = self.run_dir / "train_metrics.csv"
+        if epochs.exists():
+            with epochs.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            epochs.unlink()
+            for row in rows:
+                if int(row["train/stage"]) < len(records):
+                    append_row(epochs, row)
 
     def log_epoch(self, metrics: dict[str, float]) -> None:
         append_row(self.run_dir / "train_metrics.csv", metrics)
@@ -117,8 +136,8 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
 class EpochMetricsCallback(pl.Callback):
     """Sends each epoch's `train/*` metrics to the sink; `al/epoch` continues across stages."""
 
-    def __init__(self, sink: Sink, stage: int) -> None:
-        self.sink, self.stage = sink, stage
+    def __init__(self, sink: Sink, stage: int, epochs_before: int) -> None:
+        self.sink, self.stage, self.epochs_before = sink, stage, epochs_before
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = {
@@ -126,5 +145,5 @@ class EpochMetricsCallback(pl.Callback):
             for key, value in trainer.callback_metrics.items()
             if key.startswith("train/")
         }
-        epoch = self.stage * trainer.max_epochs + trainer.current_epoch
+        epoch = self.epochs_before + trainer.current_epoch
         self.sink.log_epoch({"al/epoch": epoch, "train/stage": self.stage, **metrics})

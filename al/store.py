@@ -33,10 +33,11 @@ class RunStore:
         self.results_path = self.run_dir / "results.jsonl"
 
     def claim(self, cfg: DictConfig) -> None:
-        """Remember `cfg` for this directory, or refuse a config that differs from the saved one."""
+        """Remember `cfg` for this directory, or refuse a config that differs from the saved one
+        once a stage has finished under it."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         saved_path = self.state_dir / "config.yaml"
-        if not saved_path.exists():
+        if not saved_path.exists() or self.latest() is None:
             OmegaConf.save(cfg, saved_path, resolve=True)
             self._backup_hydra_files()
             return
@@ -73,7 +74,9 @@ class RunStore:
         atomic_torch_save(snapshot, self.state_dir / f"stage_{stage:03d}.pt")
         self.write_results(records)
 
-    def save_picks(self, stage: int, indices: np.ndarray, scores: np.ndarray, labels) -> None:
+    def save_picks(
+        self, stage: int, indices: np.ndarray, scores: np.ndarray, labels: np.ndarray
+    ) -> None:
         """`picks/stage_KKK.csv`: stage K's picks, best first, with the labels they revealed."""
         self.picks_dir.mkdir(parents=True, exist_ok=True)
         rows = ["index,score,label"]

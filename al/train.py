@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import hydra
@@ -9,6 +11,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from al.loop import run
+
+# Lightning's per-Trainer notices (devices, tips, "max_epochs reached") would repeat every stage.
+logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+# Lightning 2.6 calls a torch.utils._pytree API that torch ≥ 2.10 deprecates; nothing to act on.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import subprocess
 import sys
 
 import pytest
+import pytorch_lightning as pl
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
-from al.errors import ConfigError
+from al.budget import Budget
+from al.errors import ConfigError, build
 from al.loop import build_data, build_module
+from al.sinks import Sink
 
 from conftest import ROOT, compose_config, options
 
@@ -23,8 +27,8 @@ PAIRS = list(itertools.product(options("dataset"), options("model"), options("me
 def test_dataset_model_method_compose_and_build(dataset, model, method):
     cfg = compose_config(f"dataset={dataset}", f"model={model}", f"method={method}")
     data = build_data(cfg.dataset)
-    if model == "cnn" and len(cfg.dataset.input_shape) != 3:
-        with pytest.raises(ConfigError, match=r"model=cnn needs image input.*use model=mlp"):
+    if model != "mlp" and len(cfg.dataset.input_shape) != 3:
+        with pytest.raises(ConfigError, match=rf"model={model} needs image input.*use model=mlp"):
             build_module(cfg, data.num_classes)
         return
     module = build_module(cfg, data.num_classes)
@@ -33,17 +37,21 @@ def test_dataset_model_method_compose_and_build(dataset, model, method):
     instantiate(cfg.method.selector)
 
 
+@pytest.mark.parametrize("option", options("budget"))
+def test_every_budget_is_valid_and_fits_its_dataset(option):
+    cfg = compose_config(f"dataset={option}")
+    assert cfg.budget == compose_config(f"budget={option}").budget
+    Budget(**cfg.budget).check_fits(len(build_data(cfg.dataset).pool_targets))
+
+
 @pytest.mark.parametrize(
-    "override",
-    [
-        f"{group}={option}"
-        for group in ("budget", "logger", "optimizer", "trainer")
-        for option in options(group)
-    ],
+    ("group", "option"),
+    [(group, option) for group in ("logger", "optimizer", "trainer") for option in options(group)],
 )
-def test_every_other_group_option_composes(override):
-    cfg = compose_config(override)
-    assert cfg.budget.initial > 0 and "_target_" in cfg.trainer
+def test_every_other_group_option_builds(group, option):
+    built = build(compose_config(f"{group}={option}")[group])
+    expected = {"logger": Sink, "optimizer": functools.partial, "trainer": pl.Trainer}[group]
+    assert isinstance(built, expected)
 
 
 def test_unknown_option_fails_with_hydras_message():
@@ -64,23 +72,26 @@ def test_command_line_reports_unknown_option_and_exits_nonzero(tmp_path):
     assert "Available options in 'method'" in result.stderr
 
 
-def test_budget_keys_and_top_level_seed():
-    cfg = compose_config("budget.initial=7", "budget.subset=100", "seed=3", "trainer.max_epochs=4")
-    assert (cfg.budget.initial, cfg.budget.subset, cfg.seed, cfg.trainer.max_epochs) == (
-        7,
-        100,
-        3,
-        4,
-    )
-
-
 def test_tuning_file_applies_to_its_method_and_dataset_only(tmp_path):
     tuning = tmp_path / "tuning" / "entropy" / "digits.yaml"
     tuning.parent.mkdir(parents=True)
-    tuning.write_text("# @package _global_\noptimizer:\n  lr: 0.123\n")
+    tuning.write_text(
+        "# @package _global_\noptimizer:\n  lr: 0.123\nloader:\n  batch_size: 7\n"
+        "reinit_each_stage: false\n"
+    )
     searchpath = f"hydra.searchpath=[file://{tmp_path}]"
-    assert compose_config(searchpath, "method=entropy").optimizer.lr == 0.123
-    assert compose_config(searchpath, "method=margin").optimizer.lr == 0.001
+    tuned = compose_config(searchpath, "method=entropy")
+    assert (tuned.optimizer.lr, tuned.loader.batch_size, tuned.reinit_each_stage) == (
+        0.123,
+        7,
+        False,
+    )
+    plain = compose_config(searchpath, "method=margin")
+    assert (plain.optimizer.lr, plain.loader.batch_size, plain.reinit_each_stage) == (
+        0.001,
+        32,
+        True,
+    )
 
 
 def test_wandb_run_is_grouped_by_dataset_and_method_and_offline_by_default(monkeypatch):

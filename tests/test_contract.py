@@ -14,7 +14,7 @@ from al.loop import build_data, run_stage
 from al.methods.selector import SelectionRequest, Selector
 from al.pool import UNLABELED, Pool
 from al.progress import stage_progress
-from al.sinks import Sink
+from al.sinks import EpochMetricsCallback, Sink
 
 from conftest import options
 
@@ -25,7 +25,8 @@ SUBSET = 60
 def select_once(cfg, data: ALData) -> torch.Tensor:
     budget = Budget(initial=30, query=QUERY, stages=2, subset=SUBSET)
     pool = Pool.with_initial(len(data.pool_targets), budget.initial, cfg.seed)
-    outcome = run_stage(cfg, data, pool, budget, 0, None, Sink(), stage_progress())
+    epoch_logger = EpochMetricsCallback(Sink(), stage=0, epochs_before=0)
+    outcome = run_stage(cfg, data, pool, budget, 0, None, epoch_logger, stage_progress())
     candidates = pool.candidates(budget.subset, cfg.seed, 0)
     picks = outcome.selection.indices
     assert len(picks) == QUERY
@@ -81,7 +82,7 @@ def test_candidate_and_labeled_loaders_yield_global_indices_not_labels(tiny_conf
     assert x.shape[1:] == (1, 8, 8)
     assert torch.equal(indices, torch.from_numpy(pool.candidates(SUBSET, cfg.seed, 0))[: len(x)])
     x, indices = SpySelector.seen["labeled"]
-    assert torch.equal(indices, torch.from_numpy(pool.labeled_at_stage(0))[: len(x)])
+    assert torch.equal(indices, torch.from_numpy(np.flatnonzero(pool.labelled_at == 0))[: len(x)])
 
 
 def test_selector_breaking_the_contract_is_stopped(tiny_config):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +17,7 @@ from conftest import read_results, without_timings
 
 RECORD_KEYS = {
     "stage",
+    "epochs",
     "n_labeled",
     "test/acc",
     "test/balanced_acc",
@@ -135,10 +139,33 @@ def test_bad_budget_fails_before_any_work(tiny_config, tmp_path, override, messa
     assert not (tmp_path / "state").exists()
 
 
-def test_nan_loss_stops_naming_the_stage(tiny_config, tmp_path):
-    cfg = tiny_config("optimizer=sgd", "optimizer.lr=1e30", "optimizer.momentum=0")
-    with pytest.raises(NonFiniteLossError, match=r"stage 0: training loss is (nan|inf)"):
-        run(cfg, tmp_path)
+def test_nan_loss_stops_naming_the_stage_and_keeps_finished_stages(
+    tiny_config, tmp_path, monkeypatch
+):
+    build_module = al.loop.build_module
+
+    def diverging_from_stage_1(cfg, num_classes):
+        module = build_module(cfg, num_classes)
+        if (tmp_path / "state" / "stage_000.pt").exists():
+            module.optimizer_factory = functools.partial(torch.optim.SGD, lr=1e30)
+        return module
+
+    monkeypatch.setattr(al.loop, "build_module", diverging_from_stage_1)
+    with pytest.raises(NonFiniteLossError, match=r"stage 1: training loss is (nan|inf)"):
+        run(tiny_config(), tmp_path)
+    assert [r["stage"] for r in read_results(tmp_path)] == [0]
+
+
+def test_zero_epochs_is_refused_naming_the_fix(tiny_config, tmp_path):
+    with pytest.raises(ConfigError, match=r"trainer.max_epochs=0.*train at least one epoch"):
+        run(tiny_config("trainer.max_epochs=0"), tmp_path)
+
+
+def test_a_run_dir_whose_first_stage_failed_takes_a_corrected_config(tiny_config, tmp_path):
+    with pytest.raises(ConfigError, match="model=cnn needs image input"):
+        run(tiny_config("dataset=moons", "budget=moons"), tmp_path)
+    records = run(tiny_config("dataset=moons", "budget=moons", "model=mlp"), tmp_path)
+    assert len(records) == 3
 
 
 def test_classes_missing_from_the_initial_pool_are_fine(tiny_config, tmp_path):
@@ -154,13 +181,42 @@ def test_moons_with_mlp_and_margin(tiny_config, tmp_path):
     assert len(records[0]["class_counts"]) == 2
 
 
+def read_csv(path):
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def test_csv_logger_writes_epochs_and_stages(tiny_config, tmp_path):
     run(tiny_config("logger=csv"), tmp_path)
-    epochs = (tmp_path / "train_metrics.csv").read_text().splitlines()
-    assert epochs[0].split(",")[:2] == ["al/epoch", "train/stage"] and "train/loss" in epochs[0]
-    assert len(epochs) == 1 + 3 * 10
-    stages = (tmp_path / "stages.csv").read_text().splitlines()
-    assert len(stages) == 4 and "test/acc" in stages[0] and "al/n_labeled" in stages[0]
+    epochs = read_csv(tmp_path / "train_metrics.csv")
+    assert [int(row["al/epoch"]) for row in epochs] == list(range(3 * 10))
+    assert [int(row["train/stage"]) for row in epochs] == [s for s in range(3) for _ in range(10)]
+    assert all(float(row["train/loss"]) > 0 for row in epochs)
+    stages = read_csv(tmp_path / "stages.csv")
+    assert [int(row["al/n_labeled"]) for row in stages] == [20, 30, 40]
+    assert "test/acc" in stages[0] and "stage/pick_entropy" in stages[0]
+
+
+def test_csv_logger_keeps_no_rows_of_an_interrupted_stage(tiny_config, tmp_path, monkeypatch):
+    cfg = tiny_config("logger=csv")
+    run(cfg, tmp_path / "whole")
+    finish_stage = al.loop.finish_stage
+
+    def die_before_finishing_stage_2(store, data, pool, stage, outcome, records):
+        if stage == 2:
+            raise KeyboardInterrupt("killed during stage 2")
+        return finish_stage(store, data, pool, stage, outcome, records)
+
+    monkeypatch.setattr(al.loop, "finish_stage", die_before_finishing_stage_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "split")
+    monkeypatch.setattr(al.loop, "finish_stage", finish_stage)
+    run(cfg, tmp_path / "split")
+    for name in ("train_metrics.csv", "stages.csv"):
+        whole, split = read_csv(tmp_path / "whole" / name), read_csv(tmp_path / "split" / name)
+        assert [row["al/epoch" if "train" in name else "al/n_labeled"] for row in split] == [
+            row["al/epoch" if "train" in name else "al/n_labeled"] for row in whole
+        ]
 
 
 def test_wandb_logger_runs_offline_with_stage_metrics(tiny_config, tmp_path, monkeypatch):
@@ -192,3 +248,10 @@ def test_wandb_logger_runs_offline_with_stage_metrics(tiny_config, tmp_path, mon
     assert all("train/loss" in row and "train/acc" in row for row in epoch_rows)
     assert axes["test/*"] == axes["stage/*"] == "al/n_labeled"
     assert axes["train/*"] == "al/epoch"
+
+    logged.clear()
+    run(tiny_config("logger=wandb", "budget.stages=3"), tmp_path)  # resume: one more stage
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2
+    stage_rows = [row for row in logged if "al/n_labeled" in row]
+    assert [row["al/n_labeled"] for row in stage_rows] == [20, 30, 40]  # replayed + new
+    assert [row["al/epoch"] for row in logged if "al/epoch" in row] == list(range(20, 30))

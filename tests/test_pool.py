@@ -12,7 +12,7 @@ def test_labeled_and_unlabeled_partition_the_pool():
     assert np.intersect1d(labeled, unlabeled).size == 0
     assert np.array_equal(np.sort(np.concatenate([labeled, unlabeled])), np.arange(100))
     assert pool.stage == 1
-    assert len(pool.labeled_at_stage(0)) == 10 and len(pool.labeled_at_stage(1)) == 5
+    assert np.bincount(pool.labelled_at[labeled]).tolist() == [10, 5]
 
 
 def test_initial_pool_depends_on_seed_only():
@@ -39,6 +39,13 @@ def test_label_rejects_labeled_ids_and_keeps_state():
     with pytest.raises(ValueError, match="already labeled: \\[2\\]"):
         pool.label([3, 2], stage=1)
     assert pool.labelled_at[3] == UNLABELED
+
+
+def test_label_rejects_an_earlier_stage():
+    pool = Pool(10)
+    pool.label([1], stage=2)
+    with pytest.raises(ValueError, match="cannot label at stage 1: the pool is at stage 2"):
+        pool.label([3], stage=1)
 
 
 def test_state_round_trip():

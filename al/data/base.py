@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,21 +13,18 @@ from al.errors import ConfigError
 
 
 class ArrayDataset(Dataset):
-    """In-memory samples `x[i]` with integer labels `y[i]` and an optional transform."""
+    """In-memory samples `x[i]` with integer labels `y[i]`."""
 
-    def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, transform: Callable | None = None
-    ) -> None:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if len(x) != len(y):
             raise ValueError(f"{len(x)} samples but {len(y)} labels")
-        self.x, self.y, self.transform = x, y.long(), transform
+        self.x, self.y = x, y.long()
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        x = self.x[index]
-        return (self.transform(x) if self.transform else x), int(self.y[index])
+        return self.x[index], int(self.y[index])
 
 
 class WithoutLabels(Dataset):

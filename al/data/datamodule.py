@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from al.data.base import ALData, WithoutLabels
 
@@ -43,7 +43,7 @@ class ALDataModule(pl.LightningDataModule):
         samples = WithoutLabels(self.data.pool_eval, indices)
         return self._loader(samples, self.eval_batch_size, shuffle=False)
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,

@@ -1,23 +1,45 @@
-"""The standard task learner: a backbone trained with cross-entropy, tested with torchmetrics."""
+"""The standard task learner: a backbone trained with cross-entropy, tested with torchmetrics.
+
+Options shared by many methods: a dropout layer before the classifier (MC dropout) and a
+jointly trained loss prediction module (Learning Loss; TA-VAAL's ranker).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from al.errors import NonFiniteLossError
-from al.models.backbone import Backbone
+from al.errors import ConfigError, NonFiniteLossError
+from al.models.backbone import Backbone, BackboneOutput
+from al.models.loss_prediction import (
+    LossPredictionModule,
+    LossPredictionSettings,
+    hinge_pair_loss,
+    ranking_pair_loss,
+)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+PAIR_LOSSES = ("hinge", "ranking")
+log = logging.getLogger(__name__)
 
 
 class ClassifierModule(pl.LightningModule):
-    """Trains `backbone` with cross-entropy; `forward` returns logits (what selectors score)."""
+    """Trains `backbone` with cross-entropy; `forward` returns logits (what selectors score).
+
+    `dropout`: a rate for a dropout layer before the classifier, added when the backbone
+    has none. `loss_prediction` (LossPredictionSettings) with
+    `train_loss_prediction: true` trains a loss prediction module jointly:
+    `mean(CE) + η·L_pair` (Yoo & Kweon Eq. 3), `pair_loss` hinge (their Eq. 2) or
+    ranking (TA-VAAL Eq. 1); after epoch `detach_epoch` (null = 60 % of the epochs,
+    120 of 200 as in the papers) the module no longer sends gradient into the backbone.
+    """
 
     def __init__(
         self,
@@ -25,11 +47,24 @@ class ClassifierModule(pl.LightningModule):
         optimizer: OptimizerFactory,
         num_classes: int,
         scheduler: SchedulerFactory | None = None,
+        dropout: float | None = None,
+        loss_prediction: Mapping | None = None,
+        train_loss_prediction: bool = False,
+        pair_loss: str = "hinge",
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        if dropout is not None:
+            add_dropout(backbone, dropout)
+        self.loss_predictor = None
+        if train_loss_prediction:
+            if pair_loss not in PAIR_LOSSES:
+                raise ConfigError(f"pair_loss={pair_loss!r} is not one of {PAIR_LOSSES}")
+            self.lpm = LossPredictionSettings(**(loss_prediction or {}))
+            self.loss_predictor = LossPredictionModule(backbone.stage_channels, self.lpm.hidden)
+            self.pair_loss = pair_loss
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_balanced_acc = MulticlassAccuracy(num_classes, average="macro")
@@ -37,15 +72,50 @@ class ClassifierModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x).logits
 
+    def predicted_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The loss prediction module's output for each sample of `x`."""
+        if self.loss_predictor is None:
+            raise ConfigError(
+                "this method scores by predicted loss but its module trains no loss prediction "
+                "module: set method.module.train_loss_prediction=true"
+            )
+        return self.loss_predictor(self.backbone(x).stages)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        out = self.backbone(x)
+        losses = self.training_losses(out, y, self.current_epoch)
+        loss = sum(losses.values())
         check_finite(loss, self.current_epoch, batch_idx)
-        self.train_acc(logits, y)
+        self.train_acc(out.logits, y)
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=len(y))
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
+
+    def training_losses(
+        self, out: BackboneOutput, y: torch.Tensor, epoch: int
+    ) -> dict[str, torch.Tensor]:
+        """The weighted terms of the training loss: `ce` and, with loss prediction, `pair`."""
+        sample_losses = F.cross_entropy(out.logits, y, reduction="none")
+        losses = {"ce": sample_losses.mean()}
+        if self.loss_predictor is not None:
+            stages = out.stages
+            if epoch > self.detach_after():
+                stages = [stage.detach() for stage in stages]
+            predicted = self.loss_predictor(stages)
+            if self.pair_loss == "hinge":
+                pair = hinge_pair_loss(predicted, sample_losses, self.lpm.margin)
+            else:
+                pair = ranking_pair_loss(predicted, sample_losses)
+            losses["pair"] = self.lpm.eta * pair
+        return losses
+
+    def detach_after(self) -> int:
+        if self.lpm.detach_epoch is not None:
+            return self.lpm.detach_epoch
+        return int(0.6 * self.trainer.max_epochs)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -61,6 +131,18 @@ class ClassifierModule(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+
+
+def add_dropout(backbone: Backbone, rate: float) -> None:
+    """Give a backbone without dropout layers one before its classifier (for MC dropout)."""
+    if any(isinstance(m, nn.modules.dropout._DropoutNd) for m in backbone.modules()):
+        return
+    log.info(
+        "%s has no dropout layer: adding Dropout(p=%s) before the classifier for MC dropout",
+        type(backbone).__name__,
+        rate,
+    )
+    backbone.dropout = nn.Dropout(rate)
 
 
 def check_finite(loss: torch.Tensor, epoch: int, batch_idx: int) -> None:

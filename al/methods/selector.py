@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytorch_lightning as pl
@@ -36,16 +37,32 @@ class Selection:
     seconds: float
 
 
+def collect(
+    loader: DataLoader, fn: Callable[[torch.Tensor], torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`fn` of every batch of `(x, global_index)` (on `device`), concatenated, with the indices."""
+    all_indices, outputs = [], []
+    for x, indices in loader:
+        outputs.append(fn(x.to(device)))
+        all_indices.append(indices)
+    return torch.cat(all_indices), torch.cat(outputs)
+
+
 def top_k(indices: torch.Tensor, scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The `k` highest scores; ties go to the earlier position, so picks are deterministic."""
     order = torch.sort(scores, descending=True, stable=True).indices[:k]
     return indices[order], scores[order]
 
 
-def check_picks(indices: torch.Tensor, request: SelectionRequest, selector: str) -> None:
-    """The contract: exactly `query` distinct global indices, all among the candidates."""
+def check_picks(
+    indices: torch.Tensor, scores: torch.Tensor, request: SelectionRequest, selector: str
+) -> None:
+    """The contract: exactly `query` distinct global indices, all among the candidates,
+    picked by scores that are not NaN."""
     indices = indices.cpu()
     problems = []
+    if torch.isnan(scores).any():
+        problems.append("NaN scores")
     if len(indices) != request.query:
         problems.append(f"{len(indices)} picks instead of {request.query}")
     if len(torch.unique(indices)) != len(indices):
@@ -82,7 +99,7 @@ class Selector(pl.Callback):
         with torch.no_grad():
             indices, scores = self.select(pl_module, self._request)
         pl_module.train(was_training)
-        check_picks(indices, self._request, type(self).__name__)
+        check_picks(indices, scores, self._request, type(self).__name__)
         indices, scores = trainer.strategy.broadcast((indices.cpu(), scores.cpu()), src=0)
         self.selection = Selection(indices, scores, time.perf_counter() - start)
         self._request = None
@@ -98,11 +115,8 @@ class Selector(pl.Callback):
         self, module: pl.LightningModule, loader: DataLoader
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Batched scores of every sample `loader` yields, with their global indices."""
-        all_indices, all_scores = [], []
-        for x, indices in loader:
-            all_scores.append(self.score(module, x.to(module.device)).float().cpu())
-            all_indices.append(indices)
-        return torch.cat(all_indices), torch.cat(all_scores)
+        indices, scores = collect(loader, lambda x: self.score(module, x), module.device)
+        return indices, scores.float().cpu()
 
     def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
         """One score per sample of the batch `x`; higher means label first."""

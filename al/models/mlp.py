@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from al.errors import ConfigError
 from al.models.backbone import Backbone
 
 
@@ -20,7 +21,7 @@ class MLP(Backbone):
     ) -> None:
         super().__init__()
         if not hidden:
-            raise ValueError("MLP needs at least one hidden layer: set model.hidden=[64]")
+            raise ConfigError("MLP needs at least one hidden layer: set model.hidden=[64]")
         widths = [math.prod(input_shape), *hidden]
         self.layers = nn.ModuleList(
             nn.Sequential(nn.Linear(w_in, w_out), nn.ReLU())

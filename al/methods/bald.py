@@ -1,0 +1,74 @@
+"""MC-dropout acquisition (Gal et al. 2017): BALD, max entropy or variation ratios.
+
+T stochastic passes with the dropout layers on and everything else — BatchNorm in
+particular — in eval mode, so scoring never moves the normalisation statistics.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from al.errors import ConfigError
+from al.methods.entropy import entropy
+from al.methods.selector import SelectionRequest, Selector
+
+
+def max_entropy(mc_probs: torch.Tensor) -> torch.Tensor:
+    """H[mean_t p_t] of (T, B, C) MC probabilities: the predictive entropy."""
+    return entropy(mc_probs.mean(0))
+
+
+def bald(mc_probs: torch.Tensor) -> torch.Tensor:
+    """H[mean_t p_t] − mean_t H[p_t]: mutual information between label and weights."""
+    expected_entropy = torch.stack([entropy(p) for p in mc_probs]).mean(0)
+    return max_entropy(mc_probs) - expected_entropy
+
+
+def variation_ratios(mc_probs: torch.Tensor) -> torch.Tensor:
+    """1 − (passes voting for the modal class) / T."""
+    passes, _, classes = mc_probs.shape
+    votes = F.one_hot(mc_probs.argmax(2), classes).sum(0)
+    return 1.0 - votes.max(1).values.float() / passes
+
+
+ACQUISITIONS = {"bald": bald, "max_entropy": max_entropy, "variation_ratios": variation_ratios}
+
+
+def dropout_layers(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+
+
+class BaldSelector(Selector):
+    """Scores each candidate from `passes` dropout samples with `acquisition`."""
+
+    def __init__(self, passes: int = 20, acquisition: str = "bald") -> None:
+        super().__init__()
+        if acquisition not in ACQUISITIONS:
+            raise ConfigError(f"acquisition={acquisition!r} is not one of {sorted(ACQUISITIONS)}")
+        if passes < 2:
+            raise ConfigError(f"passes={passes} must be at least 2 for MC dropout")
+        self.passes = passes
+        self.acquisition = ACQUISITIONS[acquisition]
+
+    def select(
+        self, module: pl.LightningModule, request: SelectionRequest
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        layers = dropout_layers(module)
+        if not layers:
+            raise ConfigError(
+                "MC dropout needs dropout layers: set method.module.dropout (e.g. 0.5)"
+            )
+        for layer in layers:
+            layer.train()
+        try:
+            return super().select(module, request)
+        finally:
+            for layer in layers:
+                layer.eval()
+
+    def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
+        mc_probs = torch.stack([F.softmax(module(x).float(), 1) for _ in range(self.passes)])
+        return self.acquisition(mc_probs)

@@ -1,0 +1,66 @@
+"""Loss prediction module (Yoo & Kweon 2019) — TA-VAAL's ranker — and its pair losses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LossPredictionSettings:
+    """`hidden` width per stage; loss weight `eta` (η); hinge `margin` (ξ); `detach_epoch`:
+    the last epoch whose module gradient reaches the backbone (None = 60 % of the epochs)."""
+
+    hidden: int = 128
+    eta: float = 1.0
+    margin: float = 1.0
+    detach_epoch: int | None = None
+
+
+class LossPredictionModule(nn.Module):
+    """Per stage output: global average pool → Linear(C_i → hidden) → ReLU; concatenate →
+    Linear(→ 1). Returns one predicted loss per sample, no output activation."""
+
+    def __init__(self, stage_channels: Sequence[int], hidden: int = 128) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(channels, hidden), nn.ReLU()) for channels in stage_channels
+        )
+        self.out = nn.Linear(hidden * len(stage_channels), 1)
+
+    def forward(self, stages: Sequence[torch.Tensor]) -> torch.Tensor:
+        pooled = [s.flatten(2).mean(2) if s.dim() > 2 else s for s in stages]
+        hidden = [head(p) for head, p in zip(self.heads, pooled, strict=True)]
+        return self.out(torch.cat(hidden, dim=1)).squeeze(1)
+
+
+def flipped_pairs(values: torch.Tensor) -> torch.Tensor:
+    """`values[i] − values[n−1−i]` for i < n/2: a batch of n paired with itself flipped.
+
+    An odd batch drops its last sample.
+    """
+    even = values[: len(values) // 2 * 2]
+    return (even - even.flip(0))[: len(even) // 2]
+
+
+def hinge_pair_loss(
+    predicted: torch.Tensor, target: torch.Tensor, margin: float = 1.0
+) -> torch.Tensor:
+    """Yoo & Kweon Eq. 2: mean over pairs of max(0, −I·(l̂_i − l̂_j) + ξ), I = ±1 by l_i > l_j."""
+    if len(predicted) < 2:
+        return predicted.sum() * 0.0
+    predicted_gap = flipped_pairs(predicted)
+    sign = torch.where(flipped_pairs(target.detach()) > 0, 1.0, -1.0)
+    return torch.clamp(margin - sign * predicted_gap, min=0).mean()
+
+
+def ranking_pair_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """TA-VAAL Eq. 1: BCE of sigmoid(l̂_i − l̂_j) against 1[l_i > l_j]."""
+    if len(predicted) < 2:
+        return predicted.sum() * 0.0
+    truth = (flipped_pairs(target.detach()) > 0).float()
+    return F.binary_cross_entropy_with_logits(flipped_pairs(predicted), truth)

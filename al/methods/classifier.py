@@ -20,6 +20,7 @@ from al.models.backbone import Backbone, BackboneOutput
 from al.models.loss_prediction import (
     LossPredictionModule,
     LossPredictionSettings,
+    default_detach_epoch,
     hinge_pair_loss,
     ranking_pair_loss,
 )
@@ -115,7 +116,7 @@ class ClassifierModule(pl.LightningModule):
     def detach_after(self) -> int:
         if self.lpm.detach_epoch is not None:
             return self.lpm.detach_epoch
-        return int(0.6 * self.trainer.max_epochs)
+        return default_detach_epoch(self.trainer.max_epochs)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch

@@ -38,6 +38,11 @@ class LossPredictionModule(nn.Module):
         return self.out(torch.cat(hidden, dim=1)).squeeze(1)
 
 
+def default_detach_epoch(max_epochs: int) -> int:
+    """Epoch 120 of 200 in both papers: the same 60 % of a shorter or longer schedule."""
+    return int(0.6 * max_epochs)
+
+
 def flipped_pairs(values: torch.Tensor) -> torch.Tensor:
     """`values[i] − values[n−1−i]` for i < n/2: a batch of n paired with itself flipped.
 

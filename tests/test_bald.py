@@ -1,0 +1,98 @@
+"""MC dropout: known-answer acquisitions, and scoring that never moves BatchNorm statistics."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from al.errors import ConfigError
+from al.methods.bald import BaldSelector, bald, max_entropy, variation_ratios
+from al.methods.classifier import ClassifierModule
+from al.methods.selector import SelectionRequest
+from al.models.cnn import SmallCNN
+from al.models.mlp import MLP
+
+# (T=2 passes, B=3 samples, C=2 classes):
+#   sample 0: the passes disagree completely  → BALD = ln 2, max entropy = ln 2
+#   sample 1: both passes are uniform          → BALD = 0,    max entropy = ln 2
+#   sample 2: both passes are certain, agree   → BALD = 0,    max entropy = 0
+MC_PROBS = torch.tensor(
+    [
+        [[1.0, 0.0], [0.5, 0.5], [1.0, 0.0]],
+        [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]],
+    ]
+)
+
+
+def test_bald_is_the_mutual_information():
+    assert torch.allclose(bald(MC_PROBS), torch.tensor([math.log(2), 0.0, 0.0]), atol=1e-6)
+
+
+def test_max_entropy_is_the_entropy_of_the_mean():
+    expected = torch.tensor([math.log(2), math.log(2), 0.0])
+    assert torch.allclose(max_entropy(MC_PROBS), expected, atol=1e-6)
+
+
+def test_variation_ratios_count_votes_against_the_mode():
+    votes = torch.tensor([[[0.9, 0.1]], [[0.8, 0.2]], [[0.3, 0.7]], [[0.6, 0.4]]])
+    assert torch.allclose(variation_ratios(votes), torch.tensor([0.25]))
+    assert torch.allclose(variation_ratios(MC_PROBS[:, 2:]), torch.tensor([0.0]))
+
+
+def test_bad_acquisition_or_passes_is_refused():
+    with pytest.raises(ConfigError, match="acquisition='entropy'"):
+        BaldSelector(acquisition="entropy")
+    with pytest.raises(ConfigError, match="passes=1"):
+        BaldSelector(passes=1)
+
+
+def module_with_dropout(backbone):
+    return ClassifierModule(backbone, torch.optim.Adam, num_classes=10, dropout=0.5)
+
+
+def request_for(x: torch.Tensor, query: int) -> SelectionRequest:
+    indices = torch.arange(100, 100 + len(x))
+    loader = [(x, indices)]
+    return SelectionRequest(loader, loader, indices, query, seed=0)
+
+
+def test_scoring_leaves_batchnorm_statistics_alone_and_uses_dropout():
+    torch.manual_seed(0)
+    module = module_with_dropout(SmallCNN([1, 8, 8], 10))
+    assert isinstance(module.backbone.dropout, torch.nn.Dropout)
+    module.train()
+    module.backbone(torch.randn(16, 1, 8, 8))  # move BN statistics away from their init
+    before = {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
+    selector = BaldSelector(passes=5)
+    selector.request(request_for(torch.randn(12, 1, 8, 8), query=4))
+    trainer = SimpleNamespace(strategy=SimpleNamespace(broadcast=lambda obj, src: obj))
+    selector.on_train_end(trainer, module)
+    after = {k: v for k, v in module.state_dict().items() if "running" in k}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert selector.selection.scores.min() > 0  # dropout varied the passes
+    assert module.training and module.backbone.dropout.training  # restored to train mode
+
+
+def test_dropout_is_off_again_after_scoring():
+    torch.manual_seed(0)
+    module = module_with_dropout(MLP([2], 10)).eval()
+    BaldSelector(passes=3).select(module, request_for(torch.randn(6, 2), query=2))
+    x = torch.randn(5, 2)
+    assert torch.equal(module(x), module(x))
+
+
+def test_backbone_with_dropout_keeps_its_own(caplog):
+    backbone = MLP([2], 10)
+    backbone.dropout = torch.nn.Dropout(0.1)
+    module_with_dropout(backbone)
+    assert backbone.dropout.p == 0.1
+    assert "adding Dropout" not in caplog.text
+
+
+def test_model_without_dropout_is_refused():
+    module = ClassifierModule(MLP([2], 10), torch.optim.Adam, num_classes=10).eval()
+    with pytest.raises(ConfigError, match="method.module.dropout"):
+        BaldSelector().select(module, request_for(torch.randn(4, 2), query=2))

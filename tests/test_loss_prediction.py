@@ -1,0 +1,113 @@
+"""Pair losses against hand-computed values; the backbone is cut off after the detach epoch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from al.errors import ConfigError
+from al.methods.classifier import ClassifierModule
+from al.models.backbone import BackboneOutput
+from al.models.loss_prediction import (
+    LossPredictionModule,
+    default_detach_epoch,
+    flipped_pairs,
+    hinge_pair_loss,
+    ranking_pair_loss,
+)
+from al.models.mlp import MLP
+
+# Pairs (0, 3) and (1, 2): predicted gaps 0.5 and −1; true gaps +0.8 and −1.5.
+PREDICTED = torch.tensor([0.5, 1.0, 2.0, 0.0])
+TARGET = torch.tensor([1.0, 0.5, 2.0, 0.2])
+
+
+def test_pairs_are_the_batch_against_itself_flipped():
+    assert flipped_pairs(torch.tensor([1.0, 2.0, 4.0, 8.0])).tolist() == [-7.0, -2.0]
+    assert flipped_pairs(torch.tensor([1.0, 2.0, 4.0, 8.0, 99.0])).tolist() == [-7.0, -2.0]
+
+
+def test_hinge_pair_loss_by_hand():
+    # pair (0,3): I = +1, max(0, 1 − 0.5) = 0.5; pair (1,2): I = −1, max(0, 1 − 1) = 0
+    assert hinge_pair_loss(PREDICTED, TARGET).item() == pytest.approx(0.25)
+    assert hinge_pair_loss(torch.ones(4), TARGET, margin=2.0).item() == pytest.approx(2.0)
+
+
+def test_ranking_pair_loss_by_hand():
+    sigmoid = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    expected = (-math.log(sigmoid(0.5)) - math.log(1 - sigmoid(-1.0))) / 2
+    assert ranking_pair_loss(PREDICTED, TARGET).item() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("pair_loss", [hinge_pair_loss, ranking_pair_loss])
+def test_odd_batches_drop_their_last_sample_and_single_samples_give_zero(pair_loss):
+    odd_predicted = torch.cat([PREDICTED, torch.tensor([5.0])])
+    odd_target = torch.cat([TARGET, torch.tensor([-3.0])])
+    assert pair_loss(odd_predicted, odd_target) == pair_loss(PREDICTED, TARGET)
+    single = torch.tensor([0.3], requires_grad=True)
+    loss = pair_loss(single, torch.tensor([1.0]))
+    loss.backward()
+    assert loss.item() == 0.0 and single.grad is not None
+
+
+def test_module_maps_stage_outputs_to_one_loss_per_sample():
+    module = LossPredictionModule([4, 6], hidden=128)
+    stages = [torch.randn(3, 4, 5, 5), torch.randn(3, 6)]
+    assert module(stages).shape == (3,)
+    assert module.out.in_features == 256
+
+
+def test_default_detach_epoch_is_sixty_percent():
+    assert default_detach_epoch(200) == 120
+    assert default_detach_epoch(50) == 30
+
+
+def lpm_module(detach_epoch: int, pair_loss: str = "hinge") -> ClassifierModule:
+    torch.manual_seed(0)
+    return ClassifierModule(
+        MLP([2], 3),
+        torch.optim.SGD,
+        num_classes=3,
+        loss_prediction={"detach_epoch": detach_epoch, "eta": 1.0},
+        train_loss_prediction=True,
+        pair_loss=pair_loss,
+    )
+
+
+def pair_loss_gradients(module: ClassifierModule, epoch: int):
+    module.zero_grad()
+    x, y = torch.randn(8, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    out: BackboneOutput = module.backbone(x)
+    module.training_losses(out, y, epoch)["pair"].backward()
+    backbone = [p.grad for p in module.backbone.layers.parameters()]
+    predictor = [p.grad for p in module.loss_predictor.parameters()]
+    return backbone, predictor
+
+
+@pytest.mark.parametrize("pair_loss", ["hinge", "ranking"])
+def test_gradient_reaches_the_backbone_only_until_the_detach_epoch(pair_loss):
+    module = lpm_module(detach_epoch=5, pair_loss=pair_loss)
+    backbone, predictor = pair_loss_gradients(module, epoch=5)
+    assert any(g is not None and g.abs().sum() > 0 for g in backbone)
+    backbone, predictor = pair_loss_gradients(module, epoch=6)
+    assert all(g is None or g.abs().sum() == 0 for g in backbone)
+    assert any(g is not None and g.abs().sum() > 0 for g in predictor)
+
+
+def test_target_losses_are_detached():
+    module = lpm_module(detach_epoch=100)
+    x, y = torch.randn(8, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    out = module.backbone(x)
+    module.training_losses(out, y, epoch=0)["pair"].backward()
+    # Only the predictor path carries gradient: the classifier gets none from the pair loss.
+    assert module.backbone.classifier.weight.grad is None
+
+
+def test_unknown_pair_loss_and_missing_predictor_are_refused():
+    with pytest.raises(ConfigError, match="pair_loss='l2'"):
+        lpm_module(detach_epoch=1, pair_loss="l2")
+    plain = ClassifierModule(MLP([2], 3), torch.optim.SGD, num_classes=3)
+    with pytest.raises(ConfigError, match="train_loss_prediction=true"):
+        plain.predicted_loss(torch.randn(2, 2))

@@ -1,0 +1,56 @@
+"""Every method runs two stages end to end on digits (CNN) and moons (MLP)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from al.loop import build_data, build_module, run
+
+from conftest import compose_config, options
+
+# Fewer MC-dropout passes keep the run short; the acquisition itself has its own tests.
+FASTER = {"bald": ["method.selector.passes=3"]}
+
+
+@pytest.mark.parametrize("method", options("method"))
+@pytest.mark.parametrize("setting", [("digits", "cnn"), ("moons", "mlp")])
+def test_two_stages_end_to_end(tiny_config, tmp_path, method, setting):
+    dataset, model = setting
+    cfg = tiny_config(
+        f"method={method}",
+        f"dataset={dataset}",
+        f"model={model}",
+        f"budget={dataset}",
+        "budget.stages=2",
+        *FASTER.get(method, []),
+    )
+    records = run(cfg, tmp_path)
+    assert [r["n_labeled"] for r in records] == [20, 30]
+    assert all(sum(r["pick_class_counts"]) == 10 for r in records)
+
+
+def test_learning_loss_on_resnet18_logs_its_pair_loss(tiny_config, tmp_path):
+    cfg = tiny_config(
+        "method=learning_loss_v2",
+        "model=resnet18",
+        "logger=csv",
+        "budget.stages=2",
+        "trainer.max_epochs=2",
+    )
+    run(cfg, tmp_path)
+    header = (tmp_path / "train_metrics.csv").read_text().splitlines()[0]
+    assert "train/pair" in header and "train/ce" in header
+
+
+@pytest.mark.parametrize("method", ["random", "entropy", "coreset", "bald"])
+def test_lpm_on_all_methods_reproduces_the_ta_vaal_code(method):
+    plain = compose_config(f"method={method}")
+    assert build_module(plain, 10).loss_predictor is None
+    buggy = compose_config(
+        f"method={method}", "lpm_on_all_methods=true", "loss_prediction.detach_epoch=10"
+    )
+    module = build_module(buggy, 10)
+    assert module.loss_predictor is not None and module.pair_loss == "hinge"
+    x, y = next(iter(torch.utils.data.DataLoader(build_data(buggy.dataset).test, batch_size=8)))
+    assert set(module.training_losses(module.backbone(x), y, epoch=0)) == {"ce", "pair"}

@@ -94,5 +94,5 @@ def test_backbone_with_dropout_keeps_its_own(caplog):
 
 def test_model_without_dropout_is_refused():
     module = ClassifierModule(MLP([2], 10), torch.optim.Adam, num_classes=10).eval()
-    with pytest.raises(ConfigError, match="method.module.dropout"):
+    with pytest.raises(ConfigError, match=r"method\.module\.dropout"):
         BaldSelector().select(module, request_for(torch.randn(4, 2), query=2))

@@ -43,7 +43,7 @@ def test_resnet18_imagenet_stem_for_large_images():
 def test_resnet18_takes_the_dataset_channel_count():
     model = ResNet18([1, 8, 8], num_classes=10)
     assert shapes(model, (1, 8, 8))[:2] == ((2, 10), (2, 512))
-    with pytest.raises(ConfigError, match="model.stem='tiny'"):
+    with pytest.raises(ConfigError, match=r"model\.stem='tiny'"):
         ResNet18([3, 32, 32], num_classes=10, stem="tiny")
 
 

@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import Progress
 
+from al.best_weights import BestValidationWeights
 from al.budget import Budget
 from al.data import ALData, ALDataModule
 from al.errors import ConfigError, NonFiniteLossError, build
@@ -23,6 +24,7 @@ from al.sinks import EpochMetricsCallback, Sink
 from al.store import RunStore
 
 log = logging.getLogger(__name__)
+EVAL_MODELS = ("last", "best_val")
 
 
 @dataclass
@@ -37,7 +39,11 @@ class StageOutcome:
 def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
     """Run (or resume) the experiment `cfg` in `run_dir`; return one record per stage."""
     budget = Budget(**cfg.budget)
+    if cfg.eval_model not in EVAL_MODELS:
+        raise ConfigError(f"eval_model={cfg.eval_model!r} is not one of {EVAL_MODELS}")
     data = build_data(cfg.dataset)
+    if cfg.eval_model == "best_val":
+        data = data.hold_out_validation(cfg.validation_fraction)
     budget.check_fits(len(data.pool_targets))
     store = RunStore(run_dir)
     store.claim(cfg)
@@ -114,6 +120,7 @@ def run_stage(
     callbacks = [
         EpochProgressCallback(progress, f"stage {stage}: {len(pool.labeled_indices)} labels"),
         epoch_logger,
+        *([BestValidationWeights()] if cfg.eval_model == "best_val" else []),
         selector,
     ]
     trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from sklearn.model_selection import train_test_split
+from torch.utils.data import Dataset, Subset
 
 from al.errors import ConfigError
 
@@ -57,11 +58,34 @@ class ALData:
     test: Dataset
     pool_targets: np.ndarray
     num_classes: int
+    validation: Dataset | None = None
 
     def __post_init__(self) -> None:
         sizes = {len(self.pool_train), len(self.pool_eval), len(self.pool_targets)}
         if len(sizes) != 1:
             raise ValueError(f"pool views disagree in size: {sorted(sizes)}")
+
+    def hold_out_validation(self, fraction: float) -> ALData:
+        """Move a fixed, stratified `fraction` of the pool into a validation set.
+
+        The split depends on the data only (not on the seed or method), so every run
+        of one dataset shares the same, renumbered pool.
+        """
+        if not 0 < fraction < 1:
+            raise ConfigError(f"validation_fraction={fraction} must lie strictly between 0 and 1")
+        positions = np.arange(len(self.pool_targets))
+        keep, held_out = train_test_split(
+            positions, test_size=fraction, stratify=self.pool_targets, random_state=0
+        )
+        keep = np.sort(keep)
+        return ALData(
+            pool_train=Subset(self.pool_train, keep),
+            pool_eval=Subset(self.pool_eval, keep),
+            test=self.test,
+            pool_targets=self.pool_targets[keep],
+            num_classes=self.num_classes,
+            validation=Subset(self.pool_eval, np.sort(held_out)),
+        )
 
     def check_declared(self, name: str, num_classes: int, input_shape: Sequence[int]) -> None:
         """Fail early when the dataset config declares another shape than the data has."""

@@ -36,6 +36,12 @@ class ALDataModule(pl.LightningDataModule):
         labeled = Subset(self.data.pool_train, self.labeled_indices)
         return self._loader(labeled, self.batch_size, shuffle=True)
 
+    def val_dataloader(self) -> DataLoader | list:
+        """The held-out validation set, or no batches (validation off) when there is none."""
+        if self.data.validation is None:
+            return []
+        return self._loader(self.data.validation, self.eval_batch_size, shuffle=False)
+
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.data.test, self.eval_batch_size, shuffle=False)
 

@@ -67,6 +67,7 @@ class ClassifierModule(pl.LightningModule):
             self.loss_predictor = LossPredictionModule(backbone.stage_channels, self.lpm.hidden)
             self.pair_loss = pair_loss
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_balanced_acc = MulticlassAccuracy(num_classes, average="macro")
 
@@ -117,6 +118,11 @@ class ClassifierModule(pl.LightningModule):
         if self.lpm.detach_epoch is not None:
             return self.lpm.detach_epoch
         return default_detach_epoch(self.trainer.max_epochs)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.val_acc(self(x), y)
+        self.log("val/acc", self.val_acc, batch_size=len(y))
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch

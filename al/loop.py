@@ -14,7 +14,7 @@ from rich.progress import Progress
 
 from al.best_weights import BestValidationWeights
 from al.budget import Budget
-from al.data import ALData, ALDataModule
+from al.data import ALData, ALDataModule, datamodule_for
 from al.errors import ConfigError, NonFiniteLossError, build
 from al.methods.selector import Selection, SelectionRequest, Selector
 from al.pool import Pool, stage_rng
@@ -114,7 +114,7 @@ def run_stage(
     module = build_module(cfg, data.num_classes)
     if model_state is not None and not cfg.reinit_each_stage:
         module.load_state_dict(model_state)
-    datamodule = ALDataModule(data, pool.labeled_indices, **cfg.loader)
+    datamodule = datamodule_for(data, pool.labeled_indices, **cfg.loader)
     selector: Selector = build(cfg.method.selector)
     selector.request(selection_request(datamodule, pool, budget, cfg.seed, stage))
     callbacks = [

@@ -36,12 +36,6 @@ class ALDataModule(pl.LightningDataModule):
         labeled = Subset(self.data.pool_train, self.labeled_indices)
         return self._loader(labeled, self.batch_size, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader | list:
-        """The held-out validation set, or no batches (validation off) when there is none."""
-        if self.data.validation is None:
-            return []
-        return self._loader(self.data.validation, self.eval_batch_size, shuffle=False)
-
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.data.test, self.eval_batch_size, shuffle=False)
 
@@ -57,3 +51,16 @@ class ALDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+
+class ValidatedDataModule(ALDataModule):
+    """An ALDataModule that also serves the held-out validation set (`eval_model=best_val`)."""
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.data.validation, self.eval_batch_size, shuffle=False)
+
+
+def datamodule_for(data: ALData, labeled_indices: Sequence[int], **loader) -> ALDataModule:
+    """The datamodule for one stage; it validates only when the data has a validation set."""
+    kind = ALDataModule if data.validation is None else ValidatedDataModule
+    return kind(data, labeled_indices, **loader)

@@ -80,7 +80,7 @@ def pair_loss_gradients(module: ClassifierModule, epoch: int):
     module.zero_grad()
     x, y = torch.randn(8, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     out: BackboneOutput = module.backbone(x)
-    module.training_losses(out, y, epoch)["pair"].backward()
+    module.training_losses(out, y, epoch, 200)["pair"].backward()
     backbone = [p.grad for p in module.backbone.layers.parameters()]
     predictor = [p.grad for p in module.loss_predictor.parameters()]
     return backbone, predictor
@@ -100,7 +100,7 @@ def test_target_losses_are_detached():
     module = lpm_module(detach_epoch=100)
     x, y = torch.randn(8, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     out = module.backbone(x)
-    module.training_losses(out, y, epoch=0)["pair"].backward()
+    module.training_losses(out, y, epoch=0, max_epochs=200)["pair"].backward()
     # Only the predictor path carries gradient: the classifier gets none from the pair loss.
     assert module.backbone.classifier.weight.grad is None
 

@@ -1,7 +1,8 @@
 """The standard task learner: a backbone trained with cross-entropy, tested with torchmetrics.
 
-Options shared by many methods: a dropout layer before the classifier (MC dropout) and a
-jointly trained loss prediction module (Learning Loss; TA-VAAL's ranker).
+Options shared by many methods: a dropout layer before the classifier (MC dropout), a
+jointly trained loss prediction module (Learning Loss; TA-VAAL's ranker) and implicit
+semantic data augmentation (ISDA; DAST-AL).
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from al.errors import ConfigError, NonFiniteLossError
 from al.models.backbone import Backbone, BackboneOutput
+from al.models.isda import (
+    COVARIANCES,
+    ClassCovariance,
+    IsdaSettings,
+    augmented_logits,
+    isda_strength,
+)
 from al.models.loss_prediction import (
     LossPredictionModule,
     LossPredictionSettings,
@@ -40,6 +48,8 @@ class ClassifierModule(pl.LightningModule):
     `mean(CE) + η·L_pair` (Yoo & Kweon Eq. 3), `pair_loss` hinge (their Eq. 2) or
     ranking (TA-VAAL Eq. 1); after epoch `detach_epoch` (null = 60 % of the epochs,
     120 of 200 as in the papers) the module no longer sends gradient into the backbone.
+    `isda` (IsdaSettings) with `enabled: true` trains on ISDA's augmented logits, keeping
+    the class-conditional feature covariance in `self.covariance` for selectors.
     """
 
     def __init__(
@@ -52,6 +62,7 @@ class ClassifierModule(pl.LightningModule):
         loss_prediction: Mapping | None = None,
         train_loss_prediction: bool = False,
         pair_loss: str = "hinge",
+        isda: Mapping | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -66,6 +77,14 @@ class ClassifierModule(pl.LightningModule):
             self.lpm = LossPredictionSettings(**(loss_prediction or {}))
             self.loss_predictor = LossPredictionModule(backbone.stage_channels, self.lpm.hidden)
             self.pair_loss = pair_loss
+        self.isda = IsdaSettings(**(isda or {}))
+        self.covariance = None
+        if self.isda.enabled:
+            if self.isda.covariance not in COVARIANCES:
+                raise ConfigError(f"isda.covariance={self.isda.covariance!r} not in {COVARIANCES}")
+            self.covariance = ClassCovariance(
+                num_classes, backbone.classifier.in_features, self.isda.covariance == "diagonal"
+            )
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -86,7 +105,7 @@ class ClassifierModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         x, y = batch
         out = self.backbone(x)
-        losses = self.training_losses(out, y, self.current_epoch)
+        losses = self.training_losses(out, y, self.current_epoch, self.trainer.max_epochs)
         loss = sum(losses.values())
         check_finite(loss, self.current_epoch, batch_idx)
         self.train_acc(out.logits, y)
@@ -97,14 +116,21 @@ class ClassifierModule(pl.LightningModule):
         return loss
 
     def training_losses(
-        self, out: BackboneOutput, y: torch.Tensor, epoch: int
+        self, out: BackboneOutput, y: torch.Tensor, epoch: int, max_epochs: int
     ) -> dict[str, torch.Tensor]:
-        """The weighted terms of the training loss: `ce` and, with loss prediction, `pair`."""
-        sample_losses = F.cross_entropy(out.logits, y, reduction="none")
+        """The weighted terms of the training loss: `ce` (on ISDA's augmented logits when
+        enabled) and, with loss prediction, `pair`."""
+        logits = out.logits
+        if self.covariance is not None:
+            self.covariance.update(out.features, y)
+            quadratic = self.covariance.quadratic_terms(self.backbone.classifier.weight)
+            strength = isda_strength(self.isda.lambda0, epoch, max_epochs)
+            logits = augmented_logits(logits, quadratic, y, strength)
+        sample_losses = F.cross_entropy(logits, y, reduction="none")
         losses = {"ce": sample_losses.mean()}
         if self.loss_predictor is not None:
             stages = out.stages
-            if epoch > self.detach_after():
+            if epoch > self.detach_after(max_epochs):
                 stages = [stage.detach() for stage in stages]
             predicted = self.loss_predictor(stages)
             if self.pair_loss == "hinge":
@@ -114,10 +140,10 @@ class ClassifierModule(pl.LightningModule):
             losses["pair"] = self.lpm.eta * pair
         return losses
 
-    def detach_after(self) -> int:
+    def detach_after(self, max_epochs: int) -> int:
         if self.lpm.detach_epoch is not None:
             return self.lpm.detach_epoch
-        return default_detach_epoch(self.trainer.max_epochs)
+        return default_detach_epoch(max_epochs)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch

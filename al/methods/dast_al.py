@@ -1,0 +1,42 @@
+"""DAST-AL (diversity-aware semantic transformation AL): EPMCM selection on an ISDA-trained model.
+
+Expected partial model change maximisation scores each candidate by the upper bound of
+DAST-AL Eq. 7 on the change its ISDA-augmented features would cause to the classifier bias:
+with ŷ the predicted class, z the logits and Σ_ŷ the class covariance the module tracks,
+
+    Ē = Σ_j exp((w_j − w_ŷ)ᵀa + (b_j − b_ŷ) + ½ (w_j − w_ŷ)ᵀ Σ_ŷ (w_j − w_ŷ)) − 1.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+
+from al.errors import ConfigError
+from al.methods.selector import Selector
+
+
+def log_epmcm_bound(logits: torch.Tensor, quadratic: torch.Tensor) -> torch.Tensor:
+    """log(1 + Ē) of DAST-AL Eq. 7, by logsumexp: finite for any feature norm.
+
+    `logits` (B, C); `quadratic[k, j]` = (w_j − w_k)ᵀ Σ_k (w_j − w_k) (C, C).
+    """
+    predicted = logits.argmax(dim=1)
+    exponents = logits - logits.gather(1, predicted[:, None]) + 0.5 * quadratic[predicted]
+    return torch.logsumexp(exponents, dim=1)
+
+
+class EpmcmSelector(Selector):
+    """Labels the candidates with the largest EPMCM upper bound first (scores are log(1 + Ē),
+    the same order)."""
+
+    def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
+        covariance = getattr(module, "covariance", None)
+        if covariance is None:
+            raise ConfigError(
+                "EPMCM reads the class covariance of ISDA training: set method.module.isda.enabled"
+                "=true (conf/method/dast_al.yaml does)"
+            )
+        out = module.backbone(x)
+        quadratic = covariance.quadratic_terms(module.backbone.classifier.weight.float())
+        return log_epmcm_bound(out.logits.float(), quadratic)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from al.errors import ConfigError
+
+Size = int | float
 
 
 @dataclass(frozen=True)
@@ -15,26 +17,47 @@ class Budget:
     from `subset` random unlabeled candidates (None = the whole unlabeled
     pool). The last stage selects too, so a finished run can be extended
     with more stages and its picks are analysed like every other stage's.
+    `initial`, `query` and `subset` may be fractions of the pool (0 < f < 1,
+    VAAL's 10 % + 5 %); `resolve` turns them into counts.
     """
 
-    initial: int
-    query: int
+    initial: Size
+    query: Size
     stages: int
-    subset: int | None = None
+    subset: Size | None = None
 
     def __post_init__(self) -> None:
-        for key in ("initial", "query", "stages"):
+        for key in ("initial", "query", "subset", "stages"):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"budget.{key}={value!r} must be a positive integer")
-        if self.subset is not None and (not isinstance(self.subset, int) or self.subset < 1):
-            raise ConfigError(f"budget.subset={self.subset!r} must be a positive integer or null")
-        if self.subset is not None and self.subset < self.query:
+            if key == "subset" and value is None:
+                continue
+            if not is_size(value) or (key == "stages" and not isinstance(value, int)):
+                kind = (
+                    "a positive integer" if key == "stages" else "a positive integer or 0 < f < 1"
+                )
+                raise ConfigError(f"budget.{key}={value!r} must be {kind}")
+        both_counts = isinstance(self.subset, int) and isinstance(self.query, int)
+        if both_counts and self.subset < self.query:
             raise ConfigError(
                 f"budget.subset={self.subset} is smaller than budget.query={self.query}: "
                 f"set budget.subset to at least {self.query} (the papers use 10× the query) "
                 "or null for the whole unlabeled pool"
             )
+
+    def resolve(self, pool_size: int) -> Budget:
+        """The same budget in counts for a pool of `pool_size`, checked to fit it."""
+
+        def count(value: Size | None) -> int | None:
+            return value if not isinstance(value, float) else max(1, round(value * pool_size))
+
+        resolved = replace(
+            self,
+            initial=count(self.initial),
+            query=count(self.query),
+            subset=count(self.subset),
+        )
+        resolved.check_fits(pool_size)
+        return resolved
 
     @property
     def total_labels(self) -> int:
@@ -48,3 +71,12 @@ class Budget:
                 f"budget.query={self.query} = {self.total_labels} labels, but the pool holds "
                 f"{pool_size}; lower budget.stages to at most {most_stages} or the sizes"
             )
+
+
+def is_size(value: object) -> bool:
+    """A positive count, or a fraction strictly between 0 and 1."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value > 0
+    return isinstance(value, float) and 0 < value < 1

@@ -44,7 +44,7 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
     data = build_data(cfg.dataset)
     if cfg.eval_model == "best_val":
         data = data.hold_out_validation(cfg.validation_fraction)
-    budget.check_fits(len(data.pool_targets))
+    budget = budget.resolve(len(data.pool_targets))
     store = RunStore(run_dir)
     store.claim(cfg)
     pool, records, model_state = resume_or_start(store, budget, len(data.pool_targets), cfg.seed)
@@ -81,7 +81,12 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
 
 def build_data(dataset_cfg: DictConfig) -> ALData:
     data = build(dataset_cfg.build)
-    data.check_declared(dataset_cfg.name, dataset_cfg.num_classes, dataset_cfg.input_shape)
+    data.check_declared(
+        dataset_cfg.name,
+        dataset_cfg.num_classes,
+        dataset_cfg.input_shape,
+        dataset_cfg.get("pool_size"),
+    )
     return data
 
 

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
-from torch.utils.data import DataLoader
 
 from al.budget import Budget
 from al.errors import ConfigError, build
@@ -20,28 +20,75 @@ from al.sinks import Sink
 
 from conftest import ROOT, compose_config, options
 
-PAIRS = list(itertools.product(options("dataset"), options("model"), options("method")))
+# A file-based dataset's class count is the user's to set (image_folder: ???).
+SET_BY_USER = {"image_folder": ["dataset.num_classes=3"]}
 
 
-@pytest.mark.parametrize(("dataset", "model", "method"), PAIRS)
-def test_dataset_model_method_compose_and_build(dataset, model, method):
-    cfg = compose_config(f"dataset={dataset}", f"model={model}", f"method={method}")
-    data = build_data(cfg.dataset)
-    if model != "mlp" and len(cfg.dataset.input_shape) != 3:
-        with pytest.raises(ConfigError, match=rf"model={model} needs image input.*use model=mlp"):
-            build_module(cfg, data.num_classes)
-        return
-    module = build_module(cfg, data.num_classes)
-    x, _ = next(iter(DataLoader(data.test, batch_size=4)))
-    assert module(x).shape == (len(x), cfg.dataset.num_classes)
+def built_module_forward(cfg):
+    """Build the module of `cfg` and run it on a random batch of the dataset's input shape."""
+    module = build_module(cfg, cfg.dataset.num_classes)
+    logits = module(torch.randn(2, *cfg.dataset.input_shape))
+    assert logits.shape == (2, cfg.dataset.num_classes)
     instantiate(cfg.method.selector)
 
 
+@pytest.mark.parametrize(
+    ("dataset", "model"), list(itertools.product(options("dataset"), options("model")))
+)
+def test_every_dataset_and_model_compose_and_build(dataset, model):
+    cfg = compose_config(f"dataset={dataset}", f"model={model}", *SET_BY_USER.get(dataset, []))
+    if model != "mlp" and len(cfg.dataset.input_shape) != 3:
+        with pytest.raises(ConfigError, match=rf"model={model} needs image input.*use model=mlp"):
+            build_module(cfg, cfg.dataset.num_classes)
+        return
+    built_module_forward(cfg)
+
+
+@pytest.mark.parametrize(
+    ("method", "model"), list(itertools.product(options("method"), options("model")))
+)
+def test_every_method_and_model_compose_and_build(method, model):
+    built_module_forward(compose_config("dataset=digits", f"method={method}", f"model={model}"))
+
+
+def test_data_shipped_with_dependencies_matches_its_config():
+    for dataset in ("digits", "moons"):
+        cfg = compose_config(f"dataset={dataset}")
+        data = build_data(cfg.dataset)
+        assert len(data.pool_targets) == cfg.dataset.pool_size
+
+
 @pytest.mark.parametrize("option", options("budget"))
-def test_every_budget_is_valid_and_fits_its_dataset(option):
-    cfg = compose_config(f"dataset={option}")
-    assert cfg.budget == compose_config(f"budget={option}").budget
-    Budget(**cfg.budget).check_fits(len(build_data(cfg.dataset).pool_targets))
+def test_every_budget_is_valid(option):
+    Budget(**compose_config(f"budget={option}").budget)
+
+
+@pytest.mark.parametrize("dataset", options("dataset"))
+def test_every_dataset_has_a_budget_that_fits_it(dataset):
+    cfg = compose_config(f"dataset={dataset}", *SET_BY_USER.get(dataset, []))
+    budget = Budget(**cfg.budget)
+    if cfg.dataset.pool_size is not None:
+        budget.resolve(cfg.dataset.pool_size)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes_and_builds(experiment):
+    cfg = compose_config(f"+experiment={experiment}")
+    built_module_forward(cfg)
+    Budget(**cfg.budget).resolve(cfg.dataset.pool_size)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "expected"),
+    [("cifar10", (0.1, 200, 128, [160])), ("caltech101", (0.01, 200, 16, None))],
+)
+def test_protocol_of_the_papers_applies_to_every_method(dataset, expected):
+    for method in ("random", "coreset", "dast_al"):
+        cfg = compose_config(f"dataset={dataset}", f"method={method}")
+        milestones = cfg.scheduler.milestones if cfg.scheduler else None
+        actual = (cfg.optimizer.lr, cfg.trainer.max_epochs, cfg.loader.batch_size, milestones)
+        assert actual == expected and cfg.optimizer._target_ == "torch.optim.SGD"
+    assert compose_config("dataset=digits").optimizer._target_ == "torch.optim.Adam"
 
 
 @pytest.mark.parametrize(

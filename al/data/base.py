@@ -87,12 +87,21 @@ class ALData:
             validation=Subset(self.pool_eval, np.sort(held_out)),
         )
 
-    def check_declared(self, name: str, num_classes: int, input_shape: Sequence[int]) -> None:
-        """Fail early when the dataset config declares another shape than the data has."""
-        shape = list(self.pool_eval[0][0].shape)
-        if num_classes != self.num_classes or shape != list(input_shape):
+    def check_declared(
+        self, name: str, num_classes: int, input_shape: Sequence[int], pool_size: int | None
+    ) -> None:
+        """Fail early when the dataset config declares other sizes than the data has."""
+        declared = {"num_classes": num_classes, "input_shape": list(input_shape)}
+        actual = {"num_classes": self.num_classes, "input_shape": list(self.pool_eval[0][0].shape)}
+        if pool_size is not None:
+            declared["pool_size"], actual["pool_size"] = pool_size, len(self.pool_targets)
+        wrong = [
+            f"{key}={declared[key]} (the data has {actual[key]})"
+            for key in declared
+            if declared[key] != actual[key]
+        ]
+        if wrong:
             raise ConfigError(
-                f"dataset '{name}' declares num_classes={num_classes}, "
-                f"input_shape={list(input_shape)} but its data has num_classes={self.num_classes}, "
-                f"input_shape={shape}; fix conf/dataset/{name}.yaml"
+                f"dataset '{name}' declares {', '.join(wrong)}: fix conf/dataset/{name}.yaml "
+                f"or override, e.g. dataset.{wrong[0].split('=')[0]}=..."
             )

@@ -16,6 +16,10 @@ from al.loop import run
 logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
 # Lightning 2.6 calls a torch.utils._pytree API that torch ≥ 2.10 deprecates; nothing to act on.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+# Task modules validate only under eval_model=best_val; otherwise there is no validation set.
+warnings.filterwarnings(
+    "ignore", message="You defined a `validation_step` but have no `val_dataloader`"
+)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

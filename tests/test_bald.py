@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from al.errors import ConfigError
 from al.methods.bald import BaldSelector, bald, max_entropy, variation_ratios
@@ -84,12 +86,28 @@ def test_dropout_is_off_again_after_scoring():
     assert torch.equal(module(x), module(x))
 
 
-def test_backbone_with_dropout_keeps_its_own(caplog):
+def test_dropout_is_added_and_logged_only_where_missing(caplog):
+    caplog.set_level(logging.INFO)
+    module_with_dropout(MLP([2], 10))
+    assert "MLP has no dropout layer: adding Dropout(p=0.5)" in caplog.text
+    caplog.clear()
     backbone = MLP([2], 10)
     backbone.dropout = torch.nn.Dropout(0.1)
     module_with_dropout(backbone)
     assert backbone.dropout.p == 0.1
     assert "adding Dropout" not in caplog.text
+
+
+def test_head_only_sampling_matches_full_passes_in_distribution():
+    torch.manual_seed(0)
+    module = module_with_dropout(SmallCNN([1, 8, 8], 10)).eval()
+    selector = BaldSelector(passes=4000)
+    x = torch.randn(3, 1, 8, 8)
+    module.backbone.dropout.train()
+    fast = torch.stack([F.softmax(p, 1) for p in selector.passes_of(module, x)]).mean(0)
+    module.backbone.conv_dropout = torch.nn.Dropout(0.0)  # a second dropout layer: full passes
+    full = torch.stack([F.softmax(p, 1) for p in selector.passes_of(module, x)]).mean(0)
+    assert torch.allclose(fast, full, atol=0.02)
 
 
 def test_model_without_dropout_is_refused():

@@ -50,11 +50,12 @@ def test_quadratic_terms_by_hand():
 
 
 def test_zero_covariance_or_zero_lambda_leaves_plain_cross_entropy():
+    torch.manual_seed(0)
     logits, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
     zero = ClassCovariance(3, 5).quadratic_terms(torch.randn(3, 5))
     plain = F.cross_entropy(logits, labels)
     assert torch.equal(F.cross_entropy(augmented_logits(logits, zero, labels, 0.5), labels), plain)
-    some = torch.rand(3, 3)
+    some = torch.rand(3, 3).fill_diagonal_(0.0)  # q[k, k] = 0: w_k − w_k = 0
     assert torch.equal(augmented_logits(logits, some, labels, 0.0), logits)
     assert F.cross_entropy(augmented_logits(logits, some, labels, 0.5), labels) > plain
 

@@ -96,18 +96,11 @@ def test_gradient_reaches_the_backbone_only_until_the_detach_epoch(pair_loss):
     assert any(g is not None and g.abs().sum() > 0 for g in predictor)
 
 
-def test_target_losses_are_detached():
-    module = lpm_module(detach_epoch=100)
-    x, y = torch.randn(8, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    out = module.backbone(x)
-    module.training_losses(out, y, epoch=0, max_epochs=200)["pair"].backward()
-    # Only the predictor path carries gradient: the classifier gets none from the pair loss.
-    assert module.backbone.classifier.weight.grad is None
-
-
 def test_unknown_pair_loss_and_missing_predictor_are_refused():
     with pytest.raises(ConfigError, match="pair_loss='l2'"):
         lpm_module(detach_epoch=1, pair_loss="l2")
     plain = ClassifierModule(MLP([2], 3), torch.optim.SGD, num_classes=3)
     with pytest.raises(ConfigError, match="train_loss_prediction=true"):
         plain.predicted_loss(torch.randn(2, 2))
+    with pytest.raises(ConfigError, match=r"needs trainer\.max_epochs"):
+        lpm_module(detach_epoch=None).detach_after(max_epochs=-1)

@@ -57,3 +57,17 @@ def test_lpm_on_all_methods_reproduces_the_ta_vaal_code(method):
         "ce",
         "pair",
     }
+
+
+@pytest.mark.parametrize("model", ["resnet18", "vgg16"])
+@pytest.mark.parametrize("method", ["bald", "coreset", "learning_loss"])
+def test_paper_backbones_run_two_stages_on_digits(tiny_config, tmp_path, method, model):
+    cfg = tiny_config(
+        f"method={method}",
+        f"model={model}",
+        "budget.stages=2",
+        "trainer.max_epochs=1",
+        *FASTER.get(method, []),
+    )
+    records = run(cfg, tmp_path)
+    assert [r["n_labeled"] for r in records] == [20, 30]

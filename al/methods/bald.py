@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from al.errors import ConfigError
 from al.methods.entropy import entropy
 from al.methods.selector import SelectionRequest, Selector
+from al.models.backbone import dropout_layers
 
 
 def max_entropy(mc_probs: torch.Tensor) -> torch.Tensor:
@@ -35,10 +35,6 @@ def variation_ratios(mc_probs: torch.Tensor) -> torch.Tensor:
 
 
 ACQUISITIONS = {"bald": bald, "max_entropy": max_entropy, "variation_ratios": variation_ratios}
-
-
-def dropout_layers(module: nn.Module) -> list[nn.Module]:
-    return [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
 
 
 class BaldSelector(Selector):
@@ -70,5 +66,15 @@ class BaldSelector(Selector):
                 layer.eval()
 
     def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
-        mc_probs = torch.stack([F.softmax(module(x).float(), 1) for _ in range(self.passes)])
-        return self.acquisition(mc_probs)
+        return self.acquisition(
+            torch.stack([F.softmax(p.float(), 1) for p in self.passes_of(module, x)])
+        )
+
+    def passes_of(self, module: pl.LightningModule, x: torch.Tensor) -> list[torch.Tensor]:
+        """`passes` logits of `x`. When the only dropout is the slot before the classifier,
+        the deterministic features are computed once and only the head is resampled."""
+        backbone = module.backbone
+        if dropout_layers(module) == [backbone.dropout]:
+            features, _ = backbone.embed(x)
+            return [backbone.classifier(backbone.dropout(features)) for _ in range(self.passes)]
+        return [module(x) for _ in range(self.passes)]

@@ -17,7 +17,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from al.errors import ConfigError, NonFiniteLossError
-from al.models.backbone import Backbone, BackboneOutput
+from al.models.backbone import Backbone, BackboneOutput, dropout_layers
 from al.models.isda import (
     COVARIANCES,
     ClassCovariance,
@@ -35,7 +35,7 @@ from al.models.loss_prediction import (
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
-PAIR_LOSSES = ("hinge", "ranking")
+PAIR_LOSSES = {"hinge": hinge_pair_loss, "ranking": ranking_pair_loss}
 log = logging.getLogger(__name__)
 
 
@@ -70,13 +70,13 @@ class ClassifierModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         if dropout is not None:
             add_dropout(backbone, dropout)
+        if pair_loss not in PAIR_LOSSES:
+            raise ConfigError(f"pair_loss={pair_loss!r} is not one of {sorted(PAIR_LOSSES)}")
+        self.pair_loss = pair_loss
+        self.lpm = LossPredictionSettings(**(loss_prediction or {}))
         self.loss_predictor = None
         if train_loss_prediction:
-            if pair_loss not in PAIR_LOSSES:
-                raise ConfigError(f"pair_loss={pair_loss!r} is not one of {PAIR_LOSSES}")
-            self.lpm = LossPredictionSettings(**(loss_prediction or {}))
             self.loss_predictor = LossPredictionModule(backbone.stage_channels, self.lpm.hidden)
-            self.pair_loss = pair_loss
         self.isda = IsdaSettings(**(isda or {}))
         self.covariance = None
         if self.isda.enabled:
@@ -102,7 +102,9 @@ class ClassifierModule(pl.LightningModule):
             )
         return self.loss_predictor(self.backbone(x).stages)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         x, y = batch
         out = self.backbone(x)
         losses = self.training_losses(out, y, self.current_epoch, self.trainer.max_epochs)
@@ -133,16 +135,18 @@ class ClassifierModule(pl.LightningModule):
             if epoch > self.detach_after(max_epochs):
                 stages = [stage.detach() for stage in stages]
             predicted = self.loss_predictor(stages)
-            if self.pair_loss == "hinge":
-                pair = hinge_pair_loss(predicted, sample_losses, self.lpm.margin)
-            else:
-                pair = ranking_pair_loss(predicted, sample_losses)
+            pair = PAIR_LOSSES[self.pair_loss](predicted, sample_losses, margin=self.lpm.margin)
             losses["pair"] = self.lpm.eta * pair
         return losses
 
     def detach_after(self, max_epochs: int) -> int:
         if self.lpm.detach_epoch is not None:
             return self.lpm.detach_epoch
+        if max_epochs < 1:
+            raise ConfigError(
+                f"loss_prediction.detach_epoch=null needs trainer.max_epochs (got {max_epochs}): "
+                "set one of them"
+            )
         return default_detach_epoch(max_epochs)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -159,7 +163,7 @@ class ClassifierModule(pl.LightningModule):
         self.log("test/acc", self.test_acc, batch_size=len(y))
         self.log("test/balanced_acc", self.test_balanced_acc, batch_size=len(y))
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
@@ -168,7 +172,7 @@ class ClassifierModule(pl.LightningModule):
 
 def add_dropout(backbone: Backbone, rate: float) -> None:
     """Give a backbone without dropout layers one before its classifier (for MC dropout)."""
-    if any(isinstance(m, nn.modules.dropout._DropoutNd) for m in backbone.modules()):
+    if dropout_layers(backbone):
         return
     log.info(
         "%s has no dropout layer: adding Dropout(p=%s) before the classifier for MC dropout",

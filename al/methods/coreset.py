@@ -9,11 +9,22 @@ from al.methods.selector import SelectionRequest, Selector, collect
 
 
 def min_distances(points: torch.Tensor, centers: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Squared distance from each point to its nearest center, `chunk` centers at a time."""
+    """Squared distance from each point to its nearest center, in chunk × chunk blocks.
+
+    Distances are exact differences (not cdist's ‖a‖² + ‖b‖² − 2ab shortcut, which loses
+    the precision the greedy's argmax needs in float32).
+    """
     nearest = torch.full((len(points),), float("inf"), device=points.device)
-    for start in range(0, len(centers), chunk):
-        distances = torch.cdist(points, centers[start : start + chunk]).square()
-        nearest = torch.minimum(nearest, distances.min(dim=1).values)
+    for start in range(0, len(points), chunk):
+        block = points[start : start + chunk]
+        for center_start in range(0, len(centers), chunk):
+            distances = torch.cdist(
+                block,
+                centers[center_start : center_start + chunk],
+                compute_mode="donot_use_mm_for_euclid_dist",
+            )
+            closest = distances.min(dim=1).values.square()
+            nearest[start : start + chunk] = torch.minimum(nearest[start : start + chunk], closest)
     return nearest
 
 
@@ -22,7 +33,7 @@ def k_center_greedy(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick `k` candidate positions, each the farthest from all centers chosen so far.
 
-    Memory O(N·chunk): one vector of nearest-center distances, updated with one new
+    Memory O(N·d + chunk²): one vector of nearest-center distances, updated with one new
     center at a time; the N×N matrix is never built. Returns the positions and the
     distance (not squared) each had to its nearest center when picked.
     """
@@ -41,7 +52,7 @@ def k_center_greedy(
 class CoresetSelector(Selector):
     """Greedy k-center over the candidates, with the labeled set as initial centers."""
 
-    def __init__(self, chunk: int = 1024) -> None:
+    def __init__(self, chunk: int = 512) -> None:
         super().__init__()
         self.chunk = chunk
 

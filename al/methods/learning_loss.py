@@ -13,5 +13,7 @@ from al.methods.selector import Selector
 
 
 class LearningLossSelector(Selector):
+    """Scores each candidate by the loss its module's loss prediction module predicts."""
+
     def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
         return module.predicted_loss(x)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from al.errors import ConfigError
 
 
 @dataclass
@@ -36,3 +39,19 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> BackboneOutput:
         features, stages = self.embed(x)
         return BackboneOutput(self.classifier(self.dropout(features)), features, stages)
+
+
+def dropout_layers(module: nn.Module) -> list[nn.Module]:
+    """Every dropout layer inside `module`."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+
+
+def image_shape(input_shape: Sequence[int], model: str) -> tuple[int, int, int]:
+    """(channels, height, width) of an image dataset, or the error for vector data."""
+    if len(input_shape) != 3:
+        raise ConfigError(
+            f"model={model} needs image input (channels, height, width), got input_shape="
+            f"{list(input_shape)}; use model=mlp for vector data"
+        )
+    channels, height, width = input_shape
+    return channels, height, width

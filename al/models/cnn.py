@@ -8,8 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from al.models.backbone import Backbone
-from al.models.resnet import image_shape
+from al.models.backbone import Backbone, image_shape
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:

@@ -52,20 +52,32 @@ def flipped_pairs(values: torch.Tensor) -> torch.Tensor:
     return (even - even.flip(0))[: len(even) // 2]
 
 
+def needs_a_pair(pair_loss):
+    """A batch of fewer than two samples has no pair: its pair loss is zero (with a graph)."""
+
+    def guarded(predicted: torch.Tensor, target: torch.Tensor, **kwargs) -> torch.Tensor:
+        if len(predicted) < 2:
+            return predicted.sum() * 0.0
+        return pair_loss(predicted, target, **kwargs)
+
+    guarded.__doc__ = pair_loss.__doc__
+    return guarded
+
+
+@needs_a_pair
 def hinge_pair_loss(
     predicted: torch.Tensor, target: torch.Tensor, margin: float = 1.0
 ) -> torch.Tensor:
     """Yoo & Kweon Eq. 2: mean over pairs of max(0, −I·(l̂_i − l̂_j) + ξ), I = ±1 by l_i > l_j."""
-    if len(predicted) < 2:
-        return predicted.sum() * 0.0
     predicted_gap = flipped_pairs(predicted)
     sign = torch.where(flipped_pairs(target.detach()) > 0, 1.0, -1.0)
     return torch.clamp(margin - sign * predicted_gap, min=0).mean()
 
 
-def ranking_pair_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """TA-VAAL Eq. 1: BCE of sigmoid(l̂_i − l̂_j) against 1[l_i > l_j]."""
-    if len(predicted) < 2:
-        return predicted.sum() * 0.0
+@needs_a_pair
+def ranking_pair_loss(
+    predicted: torch.Tensor, target: torch.Tensor, margin: float | None = None
+) -> torch.Tensor:
+    """TA-VAAL Eq. 1: BCE of sigmoid(l̂_i − l̂_j) against 1[l_i > l_j] (no margin)."""
     truth = (flipped_pairs(target.detach()) > 0).float()
     return F.binary_cross_entropy_with_logits(flipped_pairs(predicted), truth)

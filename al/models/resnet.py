@@ -9,19 +9,9 @@ from torch import nn
 from torchvision.models import resnet18
 
 from al.errors import ConfigError
-from al.models.backbone import Backbone
+from al.models.backbone import Backbone, image_shape
 
 STEMS = ("auto", "cifar", "imagenet")
-
-
-def image_shape(input_shape: Sequence[int], model: str) -> tuple[int, int, int]:
-    if len(input_shape) != 3:
-        raise ConfigError(
-            f"model={model} needs image input (channels, height, width), got input_shape="
-            f"{list(input_shape)}; use model=mlp for vector data"
-        )
-    channels, height, width = input_shape
-    return channels, height, width
 
 
 class ResNet18(Backbone):
@@ -43,6 +33,8 @@ class ResNet18(Backbone):
             net.maxpool = nn.Identity()
         elif channels != 3:
             net.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        # the same initialisation torchvision gives every other convolution
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -9,8 +9,7 @@ import torch
 from torch import nn
 from torchvision.models import vgg16_bn
 
-from al.models.backbone import Backbone
-from al.models.resnet import image_shape
+from al.models.backbone import Backbone, image_shape
 
 
 class VGG16(Backbone):

@@ -22,6 +22,13 @@ TINY = [
     "trainer.max_epochs=10",
 ]
 
+# Shorter versions of the slowest selectors for end-to-end tests; their maths has own tests.
+FASTER = {
+    "bald": ["method.selector.passes=3"],
+    "vaal": ["method.selector.epochs_v=1"],
+    "ta_vaal": ["method.selector.epochs_v=1"],
+}
+
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 

@@ -16,7 +16,7 @@ from al.pool import UNLABELED, Pool
 from al.progress import stage_progress
 from al.sinks import EpochMetricsCallback, Sink
 
-from conftest import options
+from conftest import FASTER, options
 
 QUERY = 10
 SUBSET = 60
@@ -47,7 +47,7 @@ def poison_unlabeled_labels(data: ALData, pool: Pool) -> ALData:
 
 @pytest.mark.parametrize("method", options("method"))
 def test_selection_contract_and_blindness_to_unlabeled_labels(tiny_config, method):
-    cfg = tiny_config(f"method={method}", "trainer.max_epochs=2")
+    cfg = tiny_config(f"method={method}", "trainer.max_epochs=2", *FASTER.get(method, []))
     data = build_data(cfg.dataset)
     picks, pool = select_once(cfg, data)
     poisoned_picks, _ = select_once(cfg, poison_unlabeled_labels(data, pool))

@@ -7,10 +7,7 @@ import torch
 
 from al.loop import build_data, build_module, run
 
-from conftest import compose_config, options
-
-# Fewer MC-dropout passes keep the run short; the acquisition itself has its own tests.
-FASTER = {"bald": ["method.selector.passes=3"]}
+from conftest import FASTER, compose_config, options
 
 
 @pytest.mark.parametrize("method", options("method"))

@@ -1,0 +1,164 @@
+"""VAAL (Sinha et al. 2019): a β-VAE and a discriminator trained adversarially on the labeled
+samples and the candidates; label the candidates the discriminator finds least "labeled".
+
+The VAE/discriminator pair is trained inside the selector, after the task learner, on the
+test-time-transformed images the selection request serves (labeled ∪ candidates), with its
+own two Adam optimizers stepped in the paper's order: `vae_steps` VAE steps, then one
+discriminator step, per iteration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from al.errors import ConfigError
+from al.methods.selector import SelectionRequest, Selector, collect, top_k
+from al.models.vae import Discriminator, build_vae, vae_loss
+
+KL_REDUCTIONS = ("sum", "mean")
+
+
+class VaalSelector(Selector):
+    """`latent_dim`, `beta` (β), `lambda_adv` (λ), learning rates, `epochs_v` passes over
+    labeled ∪ candidates in `batch_size` batches, `vae_steps` per discriminator step, `kl`
+    sum (VAAL code) or mean (TA-VAAL code); the VAE's `image_size`, conv `channels`,
+    `mlp_hidden` (vector data) and the discriminator's `discriminator_hidden`."""
+
+    rank_conditioned = False
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        latent_dim: int = 32,
+        beta: float = 1.0,
+        lambda_adv: float = 1.0,
+        lr_vae: float = 5e-4,
+        lr_discriminator: float = 5e-4,
+        epochs_v: float = 100,
+        batch_size: int = 128,
+        vae_steps: int = 2,
+        kl: str = "sum",
+        image_size: int = 32,
+        channels: Sequence[int] = (128, 256, 512, 1024),
+        mlp_hidden: int = 64,
+        discriminator_hidden: int = 512,
+    ) -> None:
+        super().__init__()
+        if kl not in KL_REDUCTIONS:
+            raise ConfigError(f"kl={kl!r} is not one of {KL_REDUCTIONS}")
+        self.input_shape, self.latent_dim = list(input_shape), latent_dim
+        self.beta, self.lambda_adv, self.kl = beta, lambda_adv, kl
+        self.lr_vae, self.lr_discriminator = lr_vae, lr_discriminator
+        self.epochs_v, self.batch_size, self.vae_steps = epochs_v, batch_size, vae_steps
+        self.vae_sizes = {"image_size": image_size, "channels": channels, "hidden": mlp_hidden}
+        self.discriminator_hidden = discriminator_hidden
+
+    def select(
+        self, module: pl.LightningModule, request: SelectionRequest
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        torch.manual_seed(request.seed)
+        vae = build_vae(self.input_shape, self.latent_dim, self.rank_conditioned, **self.vae_sizes)
+        discriminator = Discriminator(
+            self.latent_dim, self.discriminator_hidden, self.rank_conditioned
+        )
+        vae, discriminator = vae.to(module.device), discriminator.to(module.device)
+        _, labeled = collect(request.labeled, vae.prepare, module.device)
+        candidate_ids, candidates = collect(request.candidates, vae.prepare, module.device)
+        ranks = self.ranks(module, request)
+        with torch.enable_grad():
+            self.train_adversary(vae, discriminator, labeled, candidates, ranks)
+        labeled_probability = self.discriminate(vae, discriminator, candidates, ranks)
+        return top_k(candidate_ids, 1.0 - labeled_probability, request.query)
+
+    def ranks(self, module: pl.LightningModule, request: SelectionRequest):
+        """Per-sample conditioning of (labeled, candidates); VAAL has none."""
+        return None
+
+    def iteration_conditions(self, iteration, ranks, labeled_batch, candidate_batch):
+        """(decoder, discriminator) conditions of (labeled, candidate) batches; VAAL: none."""
+        return (None, None), (None, None)
+
+    def train_adversary(
+        self,
+        vae: nn.Module,
+        discriminator: nn.Module,
+        labeled: torch.Tensor,
+        candidates: torch.Tensor,
+        ranks,
+    ) -> None:
+        vae.train()
+        discriminator.train()
+        vae_optimizer = torch.optim.Adam(vae.parameters(), lr=self.lr_vae)
+        discriminator_optimizer = torch.optim.Adam(
+            discriminator.parameters(), lr=self.lr_discriminator
+        )
+        labeled_batches = shuffled_batches(len(labeled), self.batch_size, labeled.device)
+        candidate_batches = shuffled_batches(len(candidates), self.batch_size, labeled.device)
+        total = len(labeled) + len(candidates)
+        for iteration in range(math.ceil(total * self.epochs_v / self.batch_size)):
+            for step in range(self.vae_steps + 1):
+                ids_l, ids_u = next(labeled_batches), next(candidate_batches)
+                (decode_l, judge_l), (decode_u, judge_u) = self.iteration_conditions(
+                    iteration, ranks, ids_l, ids_u
+                )
+                batch = (labeled[ids_l], candidates[ids_u], decode_l, decode_u, judge_l, judge_u)
+                if step < self.vae_steps:
+                    loss = self.vae_objective(vae, discriminator, *batch)
+                    optimizer = vae_optimizer
+                else:
+                    loss = self.discriminator_objective(vae, discriminator, *batch)
+                    optimizer = discriminator_optimizer
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+
+    def vae_objective(self, vae, discriminator, x_l, x_u, decode_l, decode_u, judge_l, judge_u):
+        """recon + β·KL on both pools + λ·BCE(D(·), 1) on both: fool D into "labeled"."""
+        recon_l, mu_l, logvar_l = vae(x_l, decode_l)
+        recon_u, mu_u, logvar_u = vae(x_u, decode_u)
+        reconstruction = vae_loss(recon_l, x_l, mu_l, logvar_l, self.beta, self.kl) + vae_loss(
+            recon_u, x_u, mu_u, logvar_u, self.beta, self.kl
+        )
+        fooled_l, fooled_u = discriminator(mu_l, judge_l), discriminator(mu_u, judge_u)
+        adversarial = F.binary_cross_entropy(
+            fooled_l, torch.ones_like(fooled_l)
+        ) + F.binary_cross_entropy(fooled_u, torch.ones_like(fooled_u))
+        return reconstruction + self.lambda_adv * adversarial
+
+    def discriminator_objective(
+        self, vae, discriminator, x_l, x_u, decode_l, decode_u, judge_l, judge_u
+    ):
+        """BCE with labeled = 1 and unlabeled = 0, on μ computed without gradient."""
+        with torch.no_grad():
+            mu_l, mu_u = vae.encode(x_l)[0], vae.encode(x_u)[0]
+        real_l, real_u = discriminator(mu_l, judge_l), discriminator(mu_u, judge_u)
+        return F.binary_cross_entropy(real_l, torch.ones_like(real_l)) + F.binary_cross_entropy(
+            real_u, torch.zeros_like(real_u)
+        )
+
+    @torch.no_grad()
+    def discriminate(self, vae, discriminator, candidates: torch.Tensor, ranks) -> torch.Tensor:
+        """D(μ) of every candidate (eval mode, the trained ranks): the probability "labeled"."""
+        vae.eval()
+        discriminator.eval()
+        everyone = torch.arange(len(candidates), device=candidates.device)
+        _, (_, judge) = self.iteration_conditions(1, ranks, everyone[:0], everyone)
+        probabilities = [
+            discriminator(vae.encode(candidates[chunk])[0], None if judge is None else judge[chunk])
+            for chunk in everyone.split(self.batch_size)
+        ]
+        return torch.cat(probabilities).cpu()
+
+
+def shuffled_batches(count: int, size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """Endless minibatch indices: a fresh permutation of `count` for every pass."""
+    while True:
+        order = torch.randperm(count, device=device)
+        for start in range(0, count, size):
+            yield order[start : start + size]

@@ -1,0 +1,165 @@
+"""VAAL's β-VAE and discriminator, optionally conditioned on TA-VAAL's ranker output r."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from al.errors import ConfigError
+
+
+def conv_stage(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+def deconv_stage(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+class ConvVAE(nn.Module):
+    """VAAL's VAE for `image_size`-px images (32 in the references; inputs of another size are
+    resized to it). Encoder: 4 × [Conv k4 s2 p1 → BN → ReLU] with `channels` (128…1024),
+    linear heads for μ and log σ². Decoder: Linear(d [+1] → C₄·(s/8)²) → 3 × ConvT → ConvT(k1)
+    to the input channels. With `rank_conditioned`, the decoder also gets a rank value in
+    [0, 1] (TA-VAAL: σ(r), or U(0, 1) in the first iteration)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        latent_dim: int,
+        image_size: int = 32,
+        channels: Sequence[int] = (128, 256, 512, 1024),
+        rank_conditioned: bool = False,
+    ) -> None:
+        super().__init__()
+        if len(channels) != 4 or image_size % 16:
+            raise ConfigError(
+                f"VAE needs 4 channel widths and an image_size divisible by 16, got "
+                f"channels={list(channels)}, image_size={image_size}"
+            )
+        self.image_size, self.rank_conditioned = image_size, rank_conditioned
+        widths = [in_channels, *channels]
+        self.encoder = nn.Sequential(
+            *[m for a, b in itertools.pairwise(widths) for m in conv_stage(a, b)],
+            nn.Flatten(),
+        )
+        flat = channels[-1] * (image_size // 16) ** 2
+        self.mu, self.logvar = nn.Linear(flat, latent_dim), nn.Linear(flat, latent_dim)
+        self.start = (channels[-1], image_size // 8)
+        self.expand = nn.Linear(
+            latent_dim + rank_conditioned, channels[-1] * (image_size // 8) ** 2
+        )
+        up = list(reversed(channels))
+        self.decoder = nn.Sequential(
+            *[m for a, b in itertools.pairwise(up) for m in deconv_stage(a, b)],
+            nn.ConvTranspose2d(channels[0], in_channels, 1),
+        )
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """The VAE's view of a batch: resized to image_size × image_size."""
+        if x.shape[-1] == self.image_size and x.shape[-2] == self.image_size:
+            return x
+        return F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear")
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.mu(h), self.logvar(h)
+
+    def decode(self, z: torch.Tensor, rank: torch.Tensor | None) -> torch.Tensor:
+        if self.rank_conditioned:
+            z = torch.cat([z, rank[:, None]], dim=1)
+        channels, size = self.start
+        return self.decoder(self.expand(z).view(-1, channels, size, size))
+
+    def forward(self, x: torch.Tensor, rank: torch.Tensor | None = None):
+        """(reconstruction, μ, log σ²) of an already prepared batch."""
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        return self.decode(z, rank), mu, logvar
+
+
+class MLPVAE(nn.Module):
+    """TA-VAAL's toy VAE (§4.1): 2-layer MLP encoder and decoder for vector inputs."""
+
+    def __init__(
+        self, input_dim: int, latent_dim: int, hidden: int = 64, rank_conditioned: bool = False
+    ) -> None:
+        super().__init__()
+        self.rank_conditioned = rank_conditioned
+        self.encoder = nn.Sequential(nn.Linear(input_dim, hidden), nn.ReLU())
+        self.mu, self.logvar = nn.Linear(hidden, latent_dim), nn.Linear(hidden, latent_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim + rank_conditioned, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, input_dim),
+        )
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.mu(h), self.logvar(h)
+
+    def decode(self, z: torch.Tensor, rank: torch.Tensor | None) -> torch.Tensor:
+        if self.rank_conditioned:
+            z = torch.cat([z, rank[:, None]], dim=1)
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor, rank: torch.Tensor | None = None):
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        return self.decode(z, rank), mu, logvar
+
+
+def build_vae(
+    input_shape: Sequence[int], latent_dim: int, rank_conditioned: bool, **sizes
+) -> nn.Module:
+    """The conv VAE for images, the MLP VAE for vectors."""
+    if len(input_shape) == 3:
+        return ConvVAE(
+            input_shape[0], latent_dim, sizes["image_size"], sizes["channels"], rank_conditioned
+        )
+    return MLPVAE(math.prod(input_shape), latent_dim, sizes["hidden"], rank_conditioned)
+
+
+class Discriminator(nn.Module):
+    """Linear(d [+1 for r] → h) → ReLU → Linear(h → h) → ReLU → Linear(h → 1) → sigmoid:
+    the probability that a latent code comes from the labeled pool."""
+
+    def __init__(self, latent_dim: int, hidden: int = 512, rank_conditioned: bool = False) -> None:
+        super().__init__()
+        self.rank_conditioned = rank_conditioned
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim + rank_conditioned, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, mu: torch.Tensor, rank: torch.Tensor | None = None) -> torch.Tensor:
+        if self.rank_conditioned:
+            mu = torch.cat([mu, rank[:, None]], dim=1)
+        return self.net(mu).squeeze(1)
+
+
+def vae_loss(
+    reconstruction: torch.Tensor,
+    target: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    beta: float,
+    kl: str = "sum",
+) -> torch.Tensor:
+    """MSE reconstruction (mean) + β·KL(q(z|x) ‖ N(0, I)); KL summed (VAAL code) or
+    averaged (TA-VAAL code) over batch and dimensions."""
+    divergence = -0.5 * (1 + logvar - mu.square() - logvar.exp())
+    divergence = divergence.sum() if kl == "sum" else divergence.mean()
+    return F.mse_loss(reconstruction, target) + beta * divergence

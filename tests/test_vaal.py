@@ -1,0 +1,116 @@
+"""VAAL and TA-VAAL: shapes, conditioning, the discriminator's direction and Algorithm 1's r."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from al.errors import ConfigError
+from al.methods.selector import SelectionRequest
+from al.methods.ta_vaal import TaVaalSelector
+from al.methods.vaal import VaalSelector
+from al.models.vae import MLPVAE, ConvVAE, Discriminator, vae_loss
+
+
+@pytest.mark.parametrize(("size", "vae_size"), [(28, 32), (32, 32), (64, 64)])
+def test_vae_and_discriminator_shapes(size, vae_size):
+    vae = ConvVAE(3, latent_dim=16, image_size=vae_size, channels=(8, 16, 16, 32))
+    x = vae.prepare(torch.randn(2, 3, size, size))
+    reconstruction, mu, logvar = vae(x)
+    assert x.shape == reconstruction.shape == (2, 3, vae_size, vae_size)
+    assert mu.shape == logvar.shape == (2, 16)
+    assert Discriminator(16)(mu).shape == (2,)
+    with pytest.raises(ConfigError, match="image_size divisible by 16"):
+        ConvVAE(3, 16, image_size=40)
+
+
+def test_rank_conditioning_reaches_decoder_and_discriminator():
+    torch.manual_seed(0)
+    vae = ConvVAE(1, 8, channels=(4, 4, 4, 4), rank_conditioned=True).eval()
+    z = torch.randn(2, 8)
+    assert vae.expand.in_features == 9
+    assert not torch.allclose(vae.decode(z, torch.zeros(2)), vae.decode(z, torch.ones(2)))
+    discriminator = Discriminator(8, hidden=16, rank_conditioned=True)
+    assert not torch.allclose(discriminator(z, torch.zeros(2)), discriminator(z, torch.ones(2)))
+    mlp = MLPVAE(2, 4, rank_conditioned=True)
+    assert mlp.decoder[0].in_features == 5
+
+
+def test_kl_is_summed_or_averaged():
+    mu, logvar = torch.ones(4, 3), torch.zeros(4, 3)
+    x = torch.zeros(4, 2)
+    assert vae_loss(x, x, mu, logvar, beta=1.0, kl="sum").item() == pytest.approx(6.0)
+    assert vae_loss(x, x, mu, logvar, beta=1.0, kl="mean").item() == pytest.approx(0.5)
+
+
+class OnDevice(torch.nn.Module):
+    device = torch.device("cpu")
+
+
+def two_pools_request(query: int) -> tuple[SelectionRequest, torch.Tensor]:
+    """Labeled points near the origin; candidates: 20 alike, 10 obviously elsewhere."""
+    generator = torch.Generator().manual_seed(0)
+    labeled = 0.1 * torch.randn(40, 2, generator=generator)
+    alike = 0.1 * torch.randn(20, 2, generator=generator)
+    elsewhere = 0.1 * torch.randn(10, 2, generator=generator) + torch.tensor([6.0, -6.0])
+    candidates = torch.cat([alike, elsewhere])
+    candidate_ids = torch.arange(500, 530)
+    request = SelectionRequest(
+        candidates=[(candidates, candidate_ids)],
+        labeled=[(labeled, torch.arange(40))],
+        candidate_indices=candidate_ids,
+        query=query,
+        seed=0,
+    )
+    return request, candidate_ids[20:]
+
+
+def test_the_least_labeled_looking_candidates_are_picked():
+    selector = VaalSelector(
+        input_shape=[2],
+        latent_dim=2,
+        mlp_hidden=16,
+        discriminator_hidden=16,
+        lr_vae=0.01,
+        lr_discriminator=0.01,
+        epochs_v=60,
+        batch_size=16,
+    )
+    request, elsewhere = two_pools_request(query=10)
+    with torch.no_grad():
+        picks, scores = selector.select(OnDevice(), request)
+    assert sorted(picks.tolist()) == elsewhere.tolist()
+    assert torch.all(scores[:-1] >= scores[1:])
+
+
+def ranked_selector(discriminator_rank: str) -> TaVaalSelector:
+    return TaVaalSelector(input_shape=[2], discriminator_rank=discriminator_rank)
+
+
+def test_ranks_are_uniform_only_in_the_first_iteration():
+    torch.manual_seed(0)
+    ranks = (torch.tensor([-3.0, 0.0, 3.0]), torch.tensor([5.0, -5.0]))
+    everyone_l, everyone_u = torch.arange(3), torch.arange(2)
+    (decode_l, judge_l), (decode_u, judge_u) = ranked_selector("raw").iteration_conditions(
+        0, ranks, everyone_l, everyone_u
+    )
+    assert torch.equal(decode_l, judge_l) and torch.all((decode_l >= 0) & (decode_l <= 1))
+    assert torch.equal(decode_u, judge_u) and torch.all((decode_u >= 0) & (decode_u <= 1))
+    assert not torch.allclose(decode_l, torch.sigmoid(ranks[0]))
+    for iteration in (1, 7):
+        (decode_l, judge_l), (_decode_u, judge_u) = ranked_selector("raw").iteration_conditions(
+            iteration, ranks, everyone_l, everyone_u
+        )
+        assert torch.equal(decode_l, torch.sigmoid(ranks[0])) and torch.equal(judge_l, ranks[0])
+        assert torch.equal(judge_u, ranks[1])
+    _, (_, judge_u) = ranked_selector("sigmoid").iteration_conditions(
+        1, ranks, everyone_l, everyone_u
+    )
+    assert torch.equal(judge_u, torch.sigmoid(ranks[1]))
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ConfigError, match="discriminator_rank='normalized'"):
+        ranked_selector("normalized")
+    with pytest.raises(ConfigError, match="kl='avg'"):
+        VaalSelector(input_shape=[2], kl="avg")

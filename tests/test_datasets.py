@@ -122,6 +122,7 @@ def test_a_missing_dataset_names_path_files_and_fix(tmp_path, loader):
     )
     if loader is fashion_mnist:
         assert "apt-get install dataset-fashion-mnist" in message
+        assert "FashionMNIST/raw/{train-images-idx3-ubyte" in message
 
 
 TINY_STAGES = [

@@ -55,7 +55,7 @@ def fashion_mnist(
     if not download and not all((raw / name).exists() for name in IDX_FILES):
         unpack_idx(Path(system_dir), raw)
     fix = ", or install the Debian package: apt-get install dataset-fashion-mnist"
-    expected = f"{{{','.join(IDX_FILES)}}} (or their .gz in {system_dir})"
+    expected = f"FashionMNIST/raw/{{{','.join(IDX_FILES)}}} (or their .gz in {system_dir})"
     pool, test = (
         load(
             datasets.FashionMNIST,

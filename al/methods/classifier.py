@@ -90,6 +90,12 @@ class ClassifierModule(pl.LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_balanced_acc = MulticlassAccuracy(num_classes, average="macro")
 
+    def on_fit_start(self) -> None:
+        """Each stage's ISDA statistics start empty, warm-started weights or not."""
+        if self.covariance is not None:
+            for buffer in self.covariance.buffers():
+                buffer.zero_()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x).logits
 

@@ -17,17 +17,19 @@ from al.methods.selector import Selector
 
 
 def log_epmcm_bound(logits: torch.Tensor, quadratic: torch.Tensor) -> torch.Tensor:
-    """log(1 + Ē) of DAST-AL Eq. 7, by logsumexp: finite for any feature norm.
+    """log Ē of DAST-AL Eq. 7 by logsumexp over j ≠ ŷ (the j = ŷ term is the "− 1"):
+    finite and order-preserving for any feature norm, even where Ē underflows next to 1.
 
     `logits` (B, C); `quadratic[k, j]` = (w_j − w_k)ᵀ Σ_k (w_j − w_k) (C, C).
     """
     predicted = logits.argmax(dim=1)
     exponents = logits - logits.gather(1, predicted[:, None]) + 0.5 * quadratic[predicted]
+    exponents = exponents.scatter(1, predicted[:, None], float("-inf"))
     return torch.logsumexp(exponents, dim=1)
 
 
 class EpmcmSelector(Selector):
-    """Labels the candidates with the largest EPMCM upper bound first (scores are log(1 + Ē),
+    """Labels the candidates with the largest EPMCM upper bound first (scores are log Ē,
     the same order)."""
 
     def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:

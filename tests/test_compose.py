@@ -16,6 +16,9 @@ from hydra.utils import instantiate
 from al.budget import Budget
 from al.errors import ConfigError, build
 from al.loop import build_data, build_module
+from al.models.cnn import SmallCNN
+from al.models.mlp import MLP
+from al.models.resnet import ResNet18
 from al.sinks import Sink
 
 from conftest import ROOT, compose_config, options
@@ -37,7 +40,7 @@ def built_module_forward(cfg):
 )
 def test_every_dataset_and_model_compose_and_build(dataset, model):
     cfg = compose_config(f"dataset={dataset}", f"model={model}", *SET_BY_USER.get(dataset, []))
-    if model != "mlp" and len(cfg.dataset.input_shape) != 3:
+    if model not in ("mlp", "auto") and len(cfg.dataset.input_shape) != 3:
         with pytest.raises(ConfigError, match=rf"model={model} needs image input.*use model=mlp"):
             build_module(cfg, cfg.dataset.num_classes)
         return
@@ -145,3 +148,17 @@ def test_wandb_run_is_grouped_by_dataset_and_method_and_offline_by_default(monke
     monkeypatch.delenv("WANDB_MODE", raising=False)
     logger = compose_config("method=margin", "dataset=moons", "seed=2").logger
     assert (logger.group, logger.job_type, logger.mode) == ("moons-margin", "seed2", "offline")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "backbone"),
+    [("digits", SmallCNN), ("moons", MLP), ("cifar10", ResNet18), ("caltech101", ResNet18)],
+)
+def test_the_default_model_is_the_datasets_own(dataset, backbone):
+    cfg = compose_config(f"dataset={dataset}", "method=ta_vaal")
+    model = build(cfg.model)
+    assert type(model) is backbone
+    if dataset == "caltech101":  # TA-VAAL's flagship setting: ImageNet stem at 224 px, Table 1
+        assert model.stem[0].kernel_size == (7, 7)
+        assert (cfg.method.selector.latent_dim, cfg.loss_prediction.eta) == (128, 0.2)
+        assert (cfg.budget.initial, cfg.budget.query, cfg.loader.batch_size) == (1000, 500, 16)

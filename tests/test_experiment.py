@@ -163,8 +163,8 @@ def test_zero_epochs_is_refused_naming_the_fix(tiny_config, tmp_path):
 
 def test_a_run_dir_whose_first_stage_failed_takes_a_corrected_config(tiny_config, tmp_path):
     with pytest.raises(ConfigError, match="model=cnn needs image input"):
-        run(tiny_config("dataset=moons", "budget=moons"), tmp_path)
-    records = run(tiny_config("dataset=moons", "budget=moons", "model=mlp"), tmp_path)
+        run(tiny_config("dataset=moons", "model=cnn"), tmp_path)
+    records = run(tiny_config("dataset=moons", "model=mlp"), tmp_path)
     assert len(records) == 3
 
 

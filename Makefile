@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-slow lint clean
+.PHONY: install train test test-slow lint plot clean
 
 install: $(STAMP)
 
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 
 train: install  ## one AL experiment with the default config; pass overrides as ARGS="method=margin"
 	$(PY) -m al.train $(ARGS)
+
+plot: install  ## compare every run under RUNS (default multirun/): make plot RUNS=outputs
+	$(PY) -m al.plot $(or $(RUNS),multirun)
 
 lint: install
 	$(VENV)/bin/ruff check al tests

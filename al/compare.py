@@ -1,0 +1,95 @@
+"""Runs of many methods and seeds, grouped and summarised: mean ± std per stage, the
+normalised area under the budget curve (AUBC) and a paired test against random."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+from scipy import stats
+
+BASELINE = "random"
+
+
+@dataclass
+class Curves:
+    """One dataset × method: per seed, the per-stage values of each results.jsonl key."""
+
+    dataset: str
+    method: str
+    n_labeled: np.ndarray
+    seeds: list[int]
+    values: dict[str, np.ndarray]  # key → (seeds, stages)
+
+    def mean_std(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.values[key].mean(0), self.values[key].std(0)
+
+
+def find_runs(root: Path) -> list[tuple[dict, list[dict]]]:
+    """(config, records) of every run directory under `root` that holds results.jsonl."""
+    runs = []
+    for results in sorted(Path(root).rglob("results.jsonl")):
+        config_path = results.parent / "state" / "config.yaml"
+        if not config_path.exists():
+            continue
+        records = [json.loads(line) for line in results.read_text().splitlines() if line]
+        if records:
+            runs.append((OmegaConf.to_container(OmegaConf.load(config_path)), records))
+    return runs
+
+
+def group_curves(runs: list[tuple[dict, list[dict]]]) -> list[Curves]:
+    """Group runs by (dataset, method); seeds are cut to the stages they all finished."""
+    groups: dict[tuple[str, str], list[tuple[int, list[dict]]]] = {}
+    for config, records in runs:
+        key = (config["dataset"]["name"], config["method"]["name"])
+        groups.setdefault(key, []).append((config["seed"], records))
+    curves = []
+    for (dataset, method), members in sorted(groups.items()):
+        members.sort(key=lambda member: member[0])
+        stages = min(len(records) for _, records in members)
+        numeric = [k for k, v in members[0][1][0].items() if isinstance(v, int | float)]
+        values = {
+            key: np.array([[r[key] for r in records[:stages]] for _, records in members], float)
+            for key in numeric
+        }
+        n_labeled = values.pop("n_labeled")[0]
+        seeds = [seed for seed, _ in members]
+        curves.append(Curves(dataset, method, n_labeled, seeds, values))
+    return curves
+
+
+def aubc(n_labeled: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """Area under accuracy vs labels, normalised by the label range (per seed row)."""
+    if len(n_labeled) < 2:
+        return accuracy[..., 0]
+    return np.trapezoid(accuracy, n_labeled, axis=-1) / (n_labeled[-1] - n_labeled[0])
+
+
+def paired_test(curve: Curves, baseline: Curves | None) -> tuple[float, int]:
+    """Two-sided paired t-test of per-seed AUBC against the baseline on shared seeds."""
+    if baseline is None or baseline is curve:
+        return float("nan"), 0
+    shared = sorted(set(curve.seeds) & set(baseline.seeds))
+    stages = min(len(curve.n_labeled), len(baseline.n_labeled))
+    ours = aubc(curve.n_labeled[:stages], row_by_seed(curve, shared, stages))
+    theirs = aubc(baseline.n_labeled[:stages], row_by_seed(baseline, shared, stages))
+    if len(shared) < 2:
+        return float("nan"), len(shared)
+    return float(stats.ttest_rel(ours, theirs).pvalue), len(shared)
+
+
+def row_by_seed(curve: Curves, seeds: list[int], stages: int) -> np.ndarray:
+    rows = [curve.seeds.index(seed) for seed in seeds]
+    return curve.values["test/acc"][rows, :stages]
+
+
+def improvement_over(curve: Curves, baseline: Curves) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std over shared seeds of the per-stage accuracy gain over the baseline."""
+    shared = sorted(set(curve.seeds) & set(baseline.seeds))
+    stages = min(len(curve.n_labeled), len(baseline.n_labeled))
+    gain = row_by_seed(curve, shared, stages) - row_by_seed(baseline, shared, stages)
+    return gain.mean(0), gain.std(0)

@@ -1,0 +1,135 @@
+"""`python -m al.plot DIR`: compare every run under DIR (a multirun dir, or several).
+
+Writes to DIR/comparison/ (or --out): per dataset, accuracy-vs-labels mean ± std per method,
+the improvement over random (the papers' main figure), the pick entropy per stage (TA-VAAL
+Fig. 7a), summary.md/.csv (mean ± std per stage, AUBC, paired test against random) and
+timing.md/.csv (mean train and selection seconds per stage, DAST-AL Table 4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from al.compare import (
+    BASELINE,
+    Curves,
+    aubc,
+    find_runs,
+    group_curves,
+    improvement_over,
+    paired_test,
+)
+
+
+def plot_band(ax, x, mean, std, label) -> None:
+    ax.plot(x, mean, marker="o", markersize=3, label=label)
+    ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+
+
+def figure(curves: list[Curves], key: str, ylabel: str, path: Path, baseline=None) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for curve in curves:
+        if baseline is not None:
+            if curve is baseline:
+                continue
+            mean, std = improvement_over(curve, baseline)
+            x = curve.n_labeled[: len(mean)]
+        else:
+            mean, std = curve.mean_std(key)
+            x = curve.n_labeled
+        scale = 100 if key == "test/acc" else 1
+        plot_band(ax, x, scale * mean, scale * std, f"{curve.method} ({len(curve.seeds)} seeds)")
+    if baseline is not None:
+        ax.axhline(0, color="black", linewidth=0.8)
+    ax.set(xlabel="labeled samples", ylabel=ylabel, title=curves[0].dataset)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def summary_rows(curves: list[Curves]) -> list[dict]:
+    baseline = next((c for c in curves if c.method == BASELINE), None)
+    rows = []
+    for curve in curves:
+        accuracy = curve.values["test/acc"]
+        areas = aubc(curve.n_labeled, accuracy)
+        p_value, n_seeds = paired_test(curve, baseline)
+        row = {"dataset": curve.dataset, "method": curve.method, "seeds": len(curve.seeds)}
+        for n, mean, std in zip(curve.n_labeled, accuracy.mean(0), accuracy.std(0), strict=True):
+            row[f"acc@{int(n)}"] = f"{100 * mean:.2f} ± {100 * std:.2f}"
+        row["AUBC"] = f"{100 * areas.mean():.2f} ± {100 * areas.std():.2f}"
+        row[f"p vs {BASELINE}"] = "—" if np.isnan(p_value) else f"{p_value:.3g} (n={n_seeds})"
+        rows.append(row)
+    return rows
+
+
+def timing_rows(curves: list[Curves]) -> list[dict]:
+    return [
+        {
+            "dataset": c.dataset,
+            "method": c.method,
+            "train s / stage": f"{c.values['train_seconds'].mean():.1f}",
+            "select s / stage": f"{c.values['select_seconds'].mean():.1f}",
+        }
+        for c in curves
+    ]
+
+
+def write_table(rows: list[dict], stem: Path) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with stem.with_suffix(".csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def compare(root: Path, out: Path) -> list[Curves]:
+    """Write every figure and table for the runs under `root` into `out`."""
+    curves = group_curves(find_runs(root))
+    if not curves:
+        raise SystemExit(f"no finished runs (results.jsonl with state/config.yaml) under {root}")
+    out.mkdir(parents=True, exist_ok=True)
+    for dataset in sorted({c.dataset for c in curves}):
+        group = [c for c in curves if c.dataset == dataset]
+        figure(group, "test/acc", "test accuracy (%)", out / f"{dataset}-accuracy.png")
+        figure(
+            group,
+            "pick_entropy",
+            "class entropy of picks (nats)",
+            out / f"{dataset}-pick-entropy.png",
+        )
+        baseline = next((c for c in group if c.method == BASELINE), None)
+        if baseline is not None and len(group) > 1:
+            path = out / f"{dataset}-improvement.png"
+            figure(group, "test/acc", f"accuracy gain over {BASELINE} (%)", path, baseline)
+    write_table(summary_rows(curves), out / "summary")
+    write_table(timing_rows(curves), out / "timing")
+    return curves
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path, help="a directory holding run directories")
+    parser.add_argument("--out", type=Path, help="where to write (default: RUNS/comparison)")
+    args = parser.parse_args()
+    out = args.out or args.runs / "comparison"
+    curves = compare(args.runs, out)
+    print(f"{len(curves)} dataset × method groups → {out}")
+    print((out / "summary.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

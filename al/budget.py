@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from al.errors import ConfigError
 
 Size = int | float
+INITIAL_STRATEGIES = ("random", "kcenter")
 
 
 @dataclass(frozen=True)
@@ -18,13 +19,15 @@ class Budget:
     pool). The last stage selects too, so a finished run can be extended
     with more stages and its picks are analysed like every other stage's.
     `initial`, `query` and `subset` may be fractions of the pool (0 < f < 1,
-    VAAL's 10 % + 5 %); `resolve` turns them into counts.
+    VAAL's 10 % + 5 %); `resolve` turns them into counts. `initial_strategy`:
+    `random`, or SRAAL's `kcenter` (k-center greedy in a pool VAE's latent space).
     """
 
     initial: Size
     query: Size
     stages: int
     subset: Size | None = None
+    initial_strategy: str = "random"
 
     def __post_init__(self) -> None:
         for key in ("initial", "query", "subset", "stages"):
@@ -36,6 +39,11 @@ class Budget:
                     "a positive integer" if key == "stages" else "a positive integer or 0 < f < 1"
                 )
                 raise ConfigError(f"budget.{key}={value!r} must be {kind}")
+        if self.initial_strategy not in INITIAL_STRATEGIES:
+            raise ConfigError(
+                f"budget.initial_strategy={self.initial_strategy!r} is not one of "
+                f"{INITIAL_STRATEGIES}"
+            )
         both_counts = isinstance(self.subset, int) and isinstance(self.query, int)
         if both_counts and self.subset < self.query:
             raise ConfigError(

@@ -16,6 +16,7 @@ from al.best_weights import BestValidationWeights
 from al.budget import Budget
 from al.data import ALData, ALDataModule, datamodule_for
 from al.errors import ConfigError, NonFiniteLossError, build
+from al.initial import KCenterSettings, initial_indices
 from al.methods.selector import Selection, SelectionRequest, Selector
 from al.pool import Pool, stage_rng
 from al.progress import EpochProgressCallback, stage_progress
@@ -47,7 +48,7 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
     budget = budget.resolve(len(data.pool_targets))
     store = RunStore(run_dir)
     store.claim(cfg)
-    pool, records, model_state = resume_or_start(store, budget, len(data.pool_targets), cfg.seed)
+    pool, records, model_state = resume_or_start(store, budget, data, cfg)
     sink: Sink = build(cfg.logger)
     sink.start(run_dir, OmegaConf.to_container(cfg, resolve=True), records)
     title = f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}"
@@ -91,12 +92,15 @@ def build_data(dataset_cfg: DictConfig) -> ALData:
 
 
 def resume_or_start(
-    store: RunStore, budget: Budget, pool_size: int, seed: int
+    store: RunStore, budget: Budget, data: ALData, cfg: DictConfig
 ) -> tuple[Pool, list[dict], dict | None]:
     """The pool, records and warm-start weights after the last finished stage, or a fresh start."""
     snapshot = store.latest()
+    pool_size = len(data.pool_targets)
     if snapshot is None:
-        return Pool.with_initial(pool_size, budget.initial, seed), [], None
+        settings = KCenterSettings(**cfg.kcenter_init)
+        indices = initial_indices(budget.initial_strategy, data, budget.initial, cfg.seed, settings)
+        return Pool.with_labeled(pool_size, indices), [], None
     pool = Pool(pool_size)
     pool.load_state_dict(snapshot)
     store.write_results(snapshot["records"])

@@ -14,6 +14,11 @@ def stage_rng(seed: int, stage: int, purpose: str) -> np.random.Generator:
     return np.random.default_rng([seed, stage, zlib.crc32(purpose.encode())])
 
 
+def random_initial(size: int, initial: int, seed: int) -> np.ndarray:
+    """`initial` distinct indices of `size`, uniformly at random, from `seed` alone."""
+    return stage_rng(seed, 0, "initial").choice(size, size=initial, replace=False)
+
+
 class Pool:
     """`labelled_at[i]` is the stage at which pool sample `i` was labeled, or -1.
 
@@ -30,9 +35,13 @@ class Pool:
     @classmethod
     def with_initial(cls, size: int, initial: int, seed: int) -> Pool:
         """A pool whose initial labeled set is `initial` samples drawn uniformly by `seed`."""
+        return cls.with_labeled(size, random_initial(size, initial, seed))
+
+    @classmethod
+    def with_labeled(cls, size: int, initial_indices: np.ndarray) -> Pool:
+        """A pool whose stage-0 labeled set is `initial_indices`."""
         pool = cls(size)
-        chosen = stage_rng(seed, 0, "initial").choice(size, size=initial, replace=False)
-        pool.label(chosen, stage=0)
+        pool.label(initial_indices, stage=0)
         return pool
 
     def __len__(self) -> int:

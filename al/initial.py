@@ -63,7 +63,7 @@ def pool_latents(data: ALData, settings: KCenterSettings) -> torch.Tensor:
     vae.train()
     for _ in range(math.ceil(len(inputs) * settings.epochs / settings.batch_size)):
         batch = inputs[next(batches)]
-        reconstruction, mu, logvar = vae(batch)
+        reconstruction, mu, logvar, _ = vae(batch)
         loss = vae_loss(reconstruction, batch, mu, logvar, beta=1.0)
         optimizer.zero_grad()
         loss.backward()

@@ -171,12 +171,14 @@ def selection_request(
     datamodule: ALDataModule, pool: Pool, budget: Budget, seed: int, stage: int
 ) -> SelectionRequest:
     candidates = pool.candidates(budget.subset, seed, stage)
+    labeled_labels = datamodule.data.pool_targets[pool.labeled_indices]
     return SelectionRequest(
         candidates=datamodule.inputs_loader(candidates),
         labeled=datamodule.inputs_loader(pool.labeled_indices),
         candidate_indices=torch.from_numpy(candidates),
         query=budget.query,
         seed=derived_seed(seed, stage, "select"),
+        labeled_labels=torch.from_numpy(labeled_labels),
     )
 
 

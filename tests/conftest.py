@@ -27,6 +27,7 @@ FASTER = {
     "bald": ["method.selector.passes=3"],
     "vaal": ["method.selector.epochs_v=1"],
     "ta_vaal": ["method.selector.epochs_v=1"],
+    "sraal": ["method.selector.epochs_v=1"],
 }
 
 os.environ.setdefault("WANDB_MODE", "offline")

@@ -7,6 +7,7 @@ import torch
 
 from al.errors import ConfigError
 from al.methods.selector import SelectionRequest
+from al.methods.sraal import SraalSelector, oui
 from al.methods.ta_vaal import TaVaalSelector
 from al.methods.vaal import VaalSelector
 from al.models.vae import MLPVAE, ConvVAE, Discriminator, vae_loss
@@ -16,7 +17,7 @@ from al.models.vae import MLPVAE, ConvVAE, Discriminator, vae_loss
 def test_vae_and_discriminator_shapes(size, vae_size):
     vae = ConvVAE(3, latent_dim=16, image_size=vae_size, channels=(8, 16, 16, 32))
     x = vae.prepare(torch.randn(2, 3, size, size))
-    reconstruction, mu, logvar = vae(x)
+    reconstruction, mu, logvar, _ = vae(x)
     assert x.shape == reconstruction.shape == (2, 3, vae_size, vae_size)
     assert mu.shape == logvar.shape == (2, 16)
     assert Discriminator(16)(mu).shape == (2,)
@@ -44,7 +45,12 @@ def test_kl_is_summed_or_averaged():
 
 
 class OnDevice(torch.nn.Module):
+    """A task module stand-in: logits that favour class 0 for every input."""
+
     device = torch.device("cpu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x.sum(1), torch.zeros(len(x))], dim=1)
 
 
 def two_pools_request(query: int) -> tuple[SelectionRequest, torch.Tensor]:
@@ -114,3 +120,40 @@ def test_bad_options_are_refused():
         ranked_selector("normalized")
     with pytest.raises(ConfigError, match="kl='avg'"):
         VaalSelector(input_shape=[2], kl="avg")
+
+
+def test_oui_known_values():
+    one_hot = torch.tensor([[0.0, 1.0, 0.0]])
+    assert oui(one_hot).item() == pytest.approx(0.0, abs=1e-6)
+    assert oui(one_hot, "unbiased").item() == pytest.approx(1 / 3)  # the code's convention
+    assert oui(torch.full((1, 4), 0.25)).item() == 1.0  # uniform: 0/0 → most uncertain
+    tie = torch.tensor([[0.5, 0.5, 0.0, 0.0]])  # same max, mass on one rival
+    spread = torch.tensor([[0.5, 1 / 6, 1 / 6, 1 / 6]])  # same max, mass spread out
+    assert oui(tie).item() > oui(spread).item()
+    assert oui(spread).item() == pytest.approx(0.5)  # minimal variance at m: ratio 1, 1 − m
+    assert oui(torch.tensor([[0.9, 0.1]])).item() < oui(torch.tensor([[0.6, 0.4]])).item()
+
+
+def test_sraal_splits_the_latent_and_stacks_five_layers():
+    selector = SraalSelector(
+        input_shape=[2],
+        num_classes=2,
+        latent_dim=8,
+        mlp_hidden=16,
+        discriminator_hidden=16,
+        classifier_hidden=[16],
+        epochs_v=5,
+        batch_size=16,
+        lr=0.01,
+    )
+    request, _ = two_pools_request(query=5)
+    request.labeled_labels = torch.arange(40) % 2
+    with torch.no_grad():
+        picks, scores = selector.select(OnDevice(), request)
+    assert len(set(picks.tolist())) == 5 and torch.all(scores[:-1] >= scores[1:])
+    assert (
+        sum(isinstance(m, torch.nn.Linear) for m in Discriminator(8, linear_layers=5).modules())
+        == 5
+    )
+    with pytest.raises(ConfigError, match="latent_dim=7"):
+        SraalSelector(input_shape=[2], num_classes=2, latent_dim=7)

@@ -18,7 +18,9 @@ class SelectionRequest:
 
     `candidates` and `labeled` yield `(x, global_index)` batches with test-time
     transforms and no labels; `candidate_indices` are the sorted global indices
-    the candidates loader serves; `seed` derives from (experiment seed, stage).
+    the candidates loader serves; `seed` derives from (experiment seed, stage);
+    `labeled_labels` are the known labels of the labeled samples, in the order the
+    labeled loader serves them (never the labels of candidates).
     """
 
     candidates: DataLoader
@@ -26,6 +28,7 @@ class SelectionRequest:
     candidate_indices: torch.Tensor
     query: int
     seed: int
+    labeled_labels: torch.Tensor | None = None
 
 
 @dataclass

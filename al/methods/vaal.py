@@ -21,7 +21,7 @@ from al.errors import ConfigError
 from al.methods.selector import SelectionRequest, Selector, collect, top_k
 from al.models.vae import Discriminator, build_vae, vae_loss
 
-KL_REDUCTIONS = ("sum", "mean")
+KL_REDUCTIONS = ("sum", "mean", "batchmean")
 
 
 class VaalSelector(Selector):
@@ -120,8 +120,8 @@ class VaalSelector(Selector):
 
     def vae_objective(self, vae, discriminator, x_l, x_u, decode_l, decode_u, judge_l, judge_u):
         """recon + β·KL on both pools + λ·BCE(D(·), 1) on both: fool D into "labeled"."""
-        recon_l, mu_l, logvar_l = vae(x_l, decode_l)
-        recon_u, mu_u, logvar_u = vae(x_u, decode_u)
+        recon_l, mu_l, logvar_l, _ = vae(x_l, decode_l)
+        recon_u, mu_u, logvar_u, _ = vae(x_u, decode_u)
         reconstruction = vae_loss(recon_l, x_l, mu_l, logvar_l, self.beta, self.kl) + vae_loss(
             recon_u, x_u, mu_u, logvar_u, self.beta, self.kl
         )

@@ -35,6 +35,7 @@ class ConvVAE(nn.Module):
         image_size: int = 32,
         channels: Sequence[int] = (128, 256, 512, 1024),
         rank_conditioned: bool = False,
+        decoder_dims: int | None = None,
     ) -> None:
         super().__init__()
         if len(channels) != 4 or image_size % 16:
@@ -43,6 +44,7 @@ class ConvVAE(nn.Module):
                 f"channels={list(channels)}, image_size={image_size}"
             )
         self.image_size, self.rank_conditioned = image_size, rank_conditioned
+        self.decoder_dims = decoder_dims or latent_dim
         widths = [in_channels, *channels]
         self.encoder = nn.Sequential(
             *[m for a, b in itertools.pairwise(widths) for m in conv_stage(a, b)],
@@ -52,7 +54,7 @@ class ConvVAE(nn.Module):
         self.mu, self.logvar = nn.Linear(flat, latent_dim), nn.Linear(flat, latent_dim)
         self.start = (channels[-1], image_size // 8)
         self.expand = nn.Linear(
-            latent_dim + rank_conditioned, channels[-1] * (image_size // 8) ** 2
+            self.decoder_dims + rank_conditioned, channels[-1] * (image_size // 8) ** 2
         )
         up = list(reversed(channels))
         self.decoder = nn.Sequential(
@@ -71,30 +73,37 @@ class ConvVAE(nn.Module):
         return self.mu(h), self.logvar(h)
 
     def decode(self, z: torch.Tensor, rank: torch.Tensor | None) -> torch.Tensor:
+        z = z[:, : self.decoder_dims]
         if self.rank_conditioned:
             z = torch.cat([z, rank[:, None]], dim=1)
         channels, size = self.start
         return self.decoder(self.expand(z).view(-1, channels, size, size))
 
     def forward(self, x: torch.Tensor, rank: torch.Tensor | None = None):
-        """(reconstruction, μ, log σ²) of an already prepared batch."""
+        """(reconstruction, μ, log σ², z) of an already prepared batch."""
         mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        return self.decode(z, rank), mu, logvar
+        z = reparameterize(mu, logvar)
+        return self.decode(z, rank), mu, logvar, z
 
 
 class MLPVAE(nn.Module):
     """TA-VAAL's toy VAE (§4.1): 2-layer MLP encoder and decoder for vector inputs."""
 
     def __init__(
-        self, input_dim: int, latent_dim: int, hidden: int = 64, rank_conditioned: bool = False
+        self,
+        input_dim: int,
+        latent_dim: int,
+        hidden: int = 64,
+        rank_conditioned: bool = False,
+        decoder_dims: int | None = None,
     ) -> None:
         super().__init__()
         self.rank_conditioned = rank_conditioned
+        self.decoder_dims = decoder_dims or latent_dim
         self.encoder = nn.Sequential(nn.Linear(input_dim, hidden), nn.ReLU())
         self.mu, self.logvar = nn.Linear(hidden, latent_dim), nn.Linear(hidden, latent_dim)
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim + rank_conditioned, hidden),
+            nn.Linear(self.decoder_dims + rank_conditioned, hidden),
             nn.ReLU(),
             nn.Linear(hidden, input_dim),
         )
@@ -107,42 +116,60 @@ class MLPVAE(nn.Module):
         return self.mu(h), self.logvar(h)
 
     def decode(self, z: torch.Tensor, rank: torch.Tensor | None) -> torch.Tensor:
+        z = z[:, : self.decoder_dims]
         if self.rank_conditioned:
             z = torch.cat([z, rank[:, None]], dim=1)
         return self.decoder(z)
 
     def forward(self, x: torch.Tensor, rank: torch.Tensor | None = None):
         mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        return self.decode(z, rank), mu, logvar
+        z = reparameterize(mu, logvar)
+        return self.decode(z, rank), mu, logvar, z
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
 
 
 def build_vae(
-    input_shape: Sequence[int], latent_dim: int, rank_conditioned: bool, **sizes
+    input_shape: Sequence[int],
+    latent_dim: int,
+    rank_conditioned: bool,
+    decoder_dims: int | None = None,
+    **sizes,
 ) -> nn.Module:
-    """The conv VAE for images, the MLP VAE for vectors."""
+    """The conv VAE for images, the MLP VAE for vectors; the decoder reads the first
+    `decoder_dims` latent dimensions (all by default; half in SRAAL)."""
     if len(input_shape) == 3:
+        channels = sizes["channels"]
         return ConvVAE(
-            input_shape[0], latent_dim, sizes["image_size"], sizes["channels"], rank_conditioned
+            input_shape[0],
+            latent_dim,
+            sizes["image_size"],
+            channels,
+            rank_conditioned,
+            decoder_dims,
         )
-    return MLPVAE(math.prod(input_shape), latent_dim, sizes["hidden"], rank_conditioned)
+    hidden = sizes["hidden"]
+    return MLPVAE(math.prod(input_shape), latent_dim, hidden, rank_conditioned, decoder_dims)
 
 
 class Discriminator(nn.Module):
-    """Linear(d [+1 for r] → h) → ReLU → Linear(h → h) → ReLU → Linear(h → 1) → sigmoid:
-    the probability that a latent code comes from the labeled pool."""
+    """Linear(d [+1 for r] → h) → ReLU → … → Linear(h → 1) → sigmoid, `linear_layers` linear
+    layers in all (3 in VAAL's code, 5 in SRAAL's): the probability of a latent code's state."""
 
-    def __init__(self, latent_dim: int, hidden: int = 512, rank_conditioned: bool = False) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden: int = 512,
+        rank_conditioned: bool = False,
+        linear_layers: int = 3,
+    ) -> None:
         super().__init__()
         self.rank_conditioned = rank_conditioned
-        self.net = nn.Sequential(
-            nn.Linear(latent_dim + rank_conditioned, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, 1),
-            nn.Sigmoid(),
-        )
+        widths = [latent_dim + rank_conditioned] + [hidden] * (linear_layers - 1)
+        layers = [m for a, b in itertools.pairwise(widths) for m in (nn.Linear(a, b), nn.ReLU())]
+        self.net = nn.Sequential(*layers, nn.Linear(hidden, 1), nn.Sigmoid())
 
     def forward(self, mu: torch.Tensor, rank: torch.Tensor | None = None) -> torch.Tensor:
         if self.rank_conditioned:
@@ -157,9 +184,16 @@ def vae_loss(
     logvar: torch.Tensor,
     beta: float,
     kl: str = "sum",
+    reconstruction_weight: float = 1.0,
 ) -> torch.Tensor:
-    """MSE reconstruction (mean) + β·KL(q(z|x) ‖ N(0, I)); KL summed (VAAL code) or
-    averaged (TA-VAAL code) over batch and dimensions."""
+    """w·MSE reconstruction (mean) + β·KL(q(z|x) ‖ N(0, I)); KL summed over batch and
+    dimensions (`sum`, VAAL code), averaged over both (`mean`, TA-VAAL code) or summed over
+    dimensions and averaged over the batch (`batchmean`, SRAAL code)."""
     divergence = -0.5 * (1 + logvar - mu.square() - logvar.exp())
-    divergence = divergence.sum() if kl == "sum" else divergence.mean()
-    return F.mse_loss(reconstruction, target) + beta * divergence
+    if kl == "sum":
+        divergence = divergence.sum()
+    elif kl == "mean":
+        divergence = divergence.mean()
+    else:
+        divergence = divergence.sum(1).mean()
+    return reconstruction_weight * F.mse_loss(reconstruction, target) + beta * divergence

@@ -1,0 +1,196 @@
+"""SRAAL (Zhang et al. 2020): state-relabeling adversarial active learning, as its code.
+
+A unified representation generator (VAE encoder whose latent splits in halves: the first
+feeds the reconstructor, the second a classifier trained on the labeled samples) and a
+5-layer state discriminator on μ. The discriminator learns labeled → 0 and each unlabeled
+sample → its online uncertainty indicator (OUI) from the task learner; the generator pushes
+both pools towards 1. Label the candidates with the highest D first (the code's convention).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from al.errors import ConfigError
+from al.methods.selector import SelectionRequest, Selector, collect, top_k
+from al.methods.vaal import shuffled_batches
+from al.models.vae import Discriminator, build_vae, reparameterize, vae_loss
+
+VARIANCES = ("population", "unbiased")
+
+
+def oui(probs: torch.Tensor, variance: str = "population") -> torch.Tensor:
+    """SRAAL's OUI = 1 − m·minvar(m)/var(V) of softmax rows V with maximum m, where
+    minvar(m) is the smallest variance of any distribution whose maximum is m. One-hot rows
+    give 0; a uniform row (0/0) gives 1. `unbiased` divides var(V) by C − 1 (the code)."""
+    classes = probs.shape[1]
+    top = probs.max(dim=1).values
+    spread = (1 / classes - (1 - top) / (classes - 1)).square()
+    least_variance = ((1 / classes - top).square() + (classes - 1) * spread) / classes
+    variance_of_row = probs.var(dim=1, unbiased=variance == "unbiased")
+    uniform = variance_of_row <= 1e-12
+    ratio = least_variance / torch.where(uniform, torch.ones_like(variance_of_row), variance_of_row)
+    return torch.where(uniform, torch.ones_like(top), 1 - top * ratio)
+
+
+class StateClassifier(nn.Module):
+    """SRAAL's supervised target learner on the classifier half of the latent code."""
+
+    def __init__(self, inputs: int, classes: int, hidden: Sequence[int] = (1024, 256)) -> None:
+        super().__init__()
+        widths = [inputs, *hidden]
+        layers = [m for a, b in itertools.pairwise(widths) for m in (nn.Linear(a, b), nn.ReLU())]
+        self.net = nn.Sequential(*layers, nn.Linear(widths[-1], classes))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class SraalSelector(Selector):
+    """Weights of the generator loss as the code: `recon_weight` 5, KL β 1, `ce_weight` 5,
+    `lambda_adv` 1; `vae_steps` generator steps per discriminator step; both Adam
+    learning rates ×`lr_decay` every 1/30 of the iterations; `oui_variance`."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        latent_dim: int = 32,
+        beta: float = 1.0,
+        recon_weight: float = 5.0,
+        ce_weight: float = 5.0,
+        lambda_adv: float = 1.0,
+        lr: float = 5e-4,
+        lr_decay: float = 0.85,
+        epochs_v: float = 100,
+        batch_size: int = 250,
+        vae_steps: int = 2,
+        oui_variance: str = "population",
+        image_size: int = 32,
+        channels: Sequence[int] = (128, 256, 512, 1024),
+        mlp_hidden: int = 64,
+        discriminator_hidden: int = 512,
+        classifier_hidden: Sequence[int] = (1024, 256),
+    ) -> None:
+        super().__init__()
+        if oui_variance not in VARIANCES:
+            raise ConfigError(f"oui_variance={oui_variance!r} is not one of {VARIANCES}")
+        if latent_dim % 2:
+            raise ConfigError(f"latent_dim={latent_dim} must be even: SRAAL splits it in halves")
+        self.input_shape, self.num_classes, self.latent_dim = (
+            list(input_shape),
+            num_classes,
+            latent_dim,
+        )
+        self.weights = {"beta": beta, "recon": recon_weight, "ce": ce_weight, "adv": lambda_adv}
+        self.lr, self.lr_decay, self.epochs_v = lr, lr_decay, epochs_v
+        self.batch_size, self.vae_steps, self.oui_variance = batch_size, vae_steps, oui_variance
+        self.vae_sizes = {"image_size": image_size, "channels": channels, "hidden": mlp_hidden}
+        self.discriminator_hidden, self.classifier_hidden = discriminator_hidden, classifier_hidden
+
+    def select(
+        self, module: pl.LightningModule, request: SelectionRequest
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if request.labeled_labels is None:
+            raise ConfigError("SRAAL's classifier head needs the labels of the labeled samples")
+        torch.manual_seed(request.seed)
+        device = module.device
+        half = self.latent_dim // 2
+        vae = build_vae(self.input_shape, self.latent_dim, False, half, **self.vae_sizes)
+        nets = nn.ModuleDict(
+            {
+                "vae": vae,
+                "classifier": StateClassifier(half, self.num_classes, self.classifier_hidden),
+                "discriminator": Discriminator(
+                    self.latent_dim, self.discriminator_hidden, linear_layers=5
+                ),
+            }
+        ).to(device)
+        _, labeled = collect(request.labeled, vae.prepare, device)
+        candidate_ids, candidates = collect(request.candidates, vae.prepare, device)
+        _, states = collect(
+            request.candidates,
+            lambda x: oui(F.softmax(module(x).float(), 1), self.oui_variance),
+            device,
+        )
+        with torch.enable_grad():
+            self.train_adversary(
+                nets, labeled, request.labeled_labels.to(device), candidates, states
+            )
+        nets.eval()
+        with torch.no_grad():
+            scores = torch.cat(
+                [
+                    nets["discriminator"](vae.encode(chunk)[0])
+                    for chunk in candidates.split(self.batch_size)
+                ]
+            ).cpu()
+        return top_k(candidate_ids, scores, request.query)
+
+    def train_adversary(self, nets, labeled, labels, candidates, states) -> None:
+        nets.train()
+        generator = list(nets["vae"].parameters()) + list(nets["classifier"].parameters())
+        optimizers = (
+            torch.optim.Adam(generator, lr=self.lr),
+            torch.optim.Adam(nets["discriminator"].parameters(), lr=self.lr),
+        )
+        iterations = math.ceil((len(labeled) + len(candidates)) * self.epochs_v / self.batch_size)
+        schedulers = [
+            torch.optim.lr_scheduler.StepLR(o, max(1, iterations // 30), self.lr_decay)
+            for o in optimizers
+        ]
+        labeled_batches = shuffled_batches(len(labeled), self.batch_size, labeled.device)
+        candidate_batches = shuffled_batches(len(candidates), self.batch_size, labeled.device)
+        for _ in range(iterations):
+            for step in range(self.vae_steps + 1):
+                ids_l, ids_u = next(labeled_batches), next(candidate_batches)
+                if step < self.vae_steps:
+                    loss = self.generator_loss(
+                        nets, labeled[ids_l], labels[ids_l], candidates[ids_u]
+                    )
+                    optimizer = optimizers[0]
+                else:
+                    loss = self.discriminator_loss(
+                        nets, labeled[ids_l], candidates[ids_u], states[ids_u]
+                    )
+                    optimizer = optimizers[1]
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            for scheduler in schedulers:
+                scheduler.step()
+
+    def generator_loss(self, nets, x_l, y_l, x_u) -> torch.Tensor:
+        """5·MSE + KL on both pools, 5·CE of the classifier half on labeled, BCE(D, 1) on both."""
+        vae, w = nets["vae"], self.weights
+        total = 0.0
+        mus = []
+        for x in (x_l, x_u):
+            mu, logvar = vae.encode(x)
+            z = reparameterize(mu, logvar)
+            total = total + vae_loss(
+                vae.decode(z, None), x, mu, logvar, w["beta"], "batchmean", w["recon"]
+            )
+            mus.append((mu, z))
+        (mu_l, z_l), (mu_u, _) = mus
+        total = total + w["ce"] * F.cross_entropy(
+            nets["classifier"](z_l[:, vae.decoder_dims :]), y_l
+        )
+        states = [nets["discriminator"](mu) for mu in (mu_l, mu_u)]
+        return total + w["adv"] * sum(F.binary_cross_entropy(s, torch.ones_like(s)) for s in states)
+
+    def discriminator_loss(self, nets, x_l, x_u, states_u) -> torch.Tensor:
+        """BCE(D(μ_L), 0) + BCE(D(μ_U), OUI(x_U)), μ without gradient."""
+        with torch.no_grad():
+            mu_l, mu_u = nets["vae"].encode(x_l)[0], nets["vae"].encode(x_u)[0]
+        predicted_l, predicted_u = nets["discriminator"](mu_l), nets["discriminator"](mu_u)
+        return F.binary_cross_entropy(predicted_l, torch.zeros_like(predicted_l)) + (
+            F.binary_cross_entropy(predicted_u, states_u)
+        )

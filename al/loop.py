@@ -35,6 +35,7 @@ class StageOutcome:
     epochs: int
     train_seconds: float
     model_state: dict | None
+    module: pl.LightningModule
 
 
 def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
@@ -152,6 +153,7 @@ def run_stage(
         epochs=trainer.current_epoch,
         train_seconds=fit_seconds - selector.selection.seconds,
         model_state=module.state_dict() if keep_weights else None,
+        module=module,
     )
 
 

@@ -1,0 +1,128 @@
+"""`python -m al.toy`: TA-VAAL's toy experiment (§4.1, Fig. 1) on the imbalanced two moons.
+
+Runs learning_loss, vaal and ta_vaal with `+experiment=ta_vaal_moons`, then for one stage
+(the 5th by default) draws the pool, that stage's picks (black crosses), the task model's
+decision boundary and the oracle's (a class-balanced RBF SVM on the whole pool, dashed), and prints
+for each method the picks' mean distance to the oracle boundary and their spread (mean
+pairwise distance). The paper's claim: Learning Loss picks near the boundary but clustered,
+VAAL spread but far, TA-VAAL near and spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from scipy.spatial.distance import cdist, pdist
+from sklearn.svm import SVC
+
+from al.budget import Budget
+from al.loop import build_data, run, run_stage
+from al.pool import UNLABELED, Pool
+from al.progress import stage_progress
+from al.sinks import EpochMetricsCallback, Sink
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+METHODS = ("learning_loss", "vaal", "ta_vaal")
+GRID = 300
+
+
+def grid_over(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    low, high = points.min(0) - 0.5, points.max(0) + 0.5
+    xs, ys = np.meshgrid(np.linspace(low[0], high[0], GRID), np.linspace(low[1], high[1], GRID))
+    return xs, ys
+
+
+def boundary_points(xs: np.ndarray, ys: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Grid points whose right or upper neighbour falls on the other side."""
+    edge = np.zeros_like(labels, dtype=bool)
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    return np.stack([xs[edge], ys[edge]], axis=1)
+
+
+def pick_statistics(picks: np.ndarray, boundary: np.ndarray) -> tuple[float, float]:
+    """(mean distance to the oracle boundary, mean pairwise distance) of the picks."""
+    return float(cdist(picks, boundary).min(1).mean()), float(pdist(picks).mean())
+
+
+def stage_model(cfg, data, run_dir: Path, stage: int):
+    """The task module and picks of `stage`, retrained exactly as the run trained it (every
+    draw derives from (seed, stage))."""
+    snapshot = torch.load(run_dir / "state" / f"stage_{stage:03d}.pt", weights_only=True)
+    labelled_at = snapshot["labelled_at"].numpy()
+    pool = Pool(len(labelled_at))
+    pool.load_state_dict({"labelled_at": np.where(labelled_at <= stage, labelled_at, UNLABELED)})
+    budget = Budget(**cfg.budget).resolve(len(labelled_at))
+    epoch_logger = EpochMetricsCallback(Sink(), stage, 0)
+    outcome = run_stage(cfg, data, pool, budget, stage, None, epoch_logger, stage_progress())
+    picks = outcome.selection.indices.numpy()
+    saved = np.loadtxt(run_dir / "picks" / f"stage_{stage:03d}.csv", delimiter=",", skiprows=1)
+    if not np.array_equal(picks, saved[:, 0].astype(np.int64)):
+        raise RuntimeError(f"retraining stage {stage} in {run_dir} did not reproduce its picks")
+    return outcome.module, picks
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("outputs/toy"))
+    parser.add_argument("--stage", type=int, default=4, help="0-based stage (4 = the 5th)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every method")
+    args = parser.parse_args(argv)
+    rows = []
+    fig, axes = plt.subplots(1, len(METHODS), figsize=(5 * len(METHODS), 4.5), squeeze=False)
+    for ax, method in zip(axes[0], METHODS, strict=True):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(
+                "train",
+                overrides=[
+                    "+experiment=ta_vaal_moons",
+                    f"method={method}",
+                    f"seed={args.seed}",
+                    "logger=none",
+                    f"budget.stages={args.stage + 1}",
+                    *args.overrides,
+                ],
+            )
+        run(cfg, args.out / method)
+        data = build_data(cfg.dataset)
+        module, picks = stage_model(cfg, data, args.out / method, args.stage)
+        points = data.pool_eval.x.numpy()
+        rows.append((method, *draw(ax, module, points, data.pool_targets, picks, method)))
+    fig.tight_layout()
+    args.out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out / "fig1.png", dpi=120)
+    print(f"stage {args.stage}: picks' mean distance to the oracle boundary and spread")
+    for method, distance, spread in rows:
+        print(f"{method:>14}: distance {distance:.3f}   spread {spread:.3f}")
+    print(f"figure: {args.out / 'fig1.png'}")
+
+
+def draw(ax, module, points: np.ndarray, targets: np.ndarray, picks: np.ndarray, title: str):
+    """Pool, picks, model and oracle boundaries on `ax`; returns the pick statistics."""
+    xs, ys = grid_over(points)
+    grid = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+    module.eval()
+    with torch.no_grad():
+        model_labels = module(torch.from_numpy(grid)).argmax(1).numpy().reshape(xs.shape)
+    oracle = SVC(kernel="rbf", gamma=2.0, C=10.0, class_weight="balanced").fit(points, targets)
+    oracle_labels = oracle.predict(grid).reshape(xs.shape)
+    ax.scatter(*points.T, c=np.where(targets == 0, "tab:red", "tab:blue"), s=6, alpha=0.5)
+    ax.contour(xs, ys, model_labels, levels=[0.5], colors="green")
+    ax.contour(xs, ys, oracle_labels, levels=[0.5], colors="black", linestyles="dashed")
+    ax.scatter(*points[picks].T, marker="x", c="black", s=40)
+    distance, spread = pick_statistics(points[picks], boundary_points(xs, ys, oracle_labels))
+    ax.set_title(f"{title}: distance {distance:.2f}, spread {spread:.2f}")
+    return distance, spread
+
+
+if __name__ == "__main__":
+    main()

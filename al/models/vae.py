@@ -21,7 +21,35 @@ def deconv_stage(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
-class ConvVAE(nn.Module):
+class VAE(nn.Module):
+    """What both VAEs share: μ and log σ² heads on `encoder`, a decoder reading the first
+    `decoder_dims` latent dimensions (and the rank value when `rank_conditioned`)."""
+
+    encoder: nn.Module
+    mu: nn.Linear
+    logvar: nn.Linear
+    decoder_dims: int
+    rank_conditioned: bool
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.mu(h), self.logvar(h)
+
+    def decoder_input(self, z: torch.Tensor, rank: torch.Tensor | None) -> torch.Tensor:
+        z = z[:, : self.decoder_dims]
+        return torch.cat([z, rank[:, None]], dim=1) if self.rank_conditioned else z
+
+    def decode(self, z: torch.Tensor, rank: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, rank: torch.Tensor | None = None):
+        """(reconstruction, μ, log σ², z) of an already prepared batch."""
+        mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar)
+        return self.decode(z, rank), mu, logvar, z
+
+
+class ConvVAE(VAE):
     """VAAL's VAE for `image_size`-px images (32 in the references; inputs of another size are
     resized to it). Encoder: 4 × [Conv k4 s2 p1 → BN → ReLU] with `channels` (128…1024),
     linear heads for μ and log σ². Decoder: Linear(d [+1] → C₄·(s/8)²) → 3 × ConvT → ConvT(k1)
@@ -68,25 +96,12 @@ class ConvVAE(nn.Module):
             return x
         return F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear")
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x)
-        return self.mu(h), self.logvar(h)
-
     def decode(self, z: torch.Tensor, rank: torch.Tensor | None) -> torch.Tensor:
-        z = z[:, : self.decoder_dims]
-        if self.rank_conditioned:
-            z = torch.cat([z, rank[:, None]], dim=1)
         channels, size = self.start
-        return self.decoder(self.expand(z).view(-1, channels, size, size))
-
-    def forward(self, x: torch.Tensor, rank: torch.Tensor | None = None):
-        """(reconstruction, μ, log σ², z) of an already prepared batch."""
-        mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar)
-        return self.decode(z, rank), mu, logvar, z
+        return self.decoder(self.expand(self.decoder_input(z, rank)).view(-1, channels, size, size))
 
 
-class MLPVAE(nn.Module):
+class MLPVAE(VAE):
     """TA-VAAL's toy VAE (§4.1): 2-layer MLP encoder and decoder for vector inputs."""
 
     def __init__(
@@ -111,20 +126,8 @@ class MLPVAE(nn.Module):
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x)
-        return self.mu(h), self.logvar(h)
-
     def decode(self, z: torch.Tensor, rank: torch.Tensor | None) -> torch.Tensor:
-        z = z[:, : self.decoder_dims]
-        if self.rank_conditioned:
-            z = torch.cat([z, rank[:, None]], dim=1)
-        return self.decoder(z)
-
-    def forward(self, x: torch.Tensor, rank: torch.Tensor | None = None):
-        mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar)
-        return self.decode(z, rank), mu, logvar, z
+        return self.decoder(self.decoder_input(z, rank))
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

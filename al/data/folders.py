@@ -30,7 +30,7 @@ def caltech101(
     TA-VAAL's 8,125 / 1,019 split counts them), split once, stratified and seeded; resized to
     `image_size`, horizontal flip for training, ImageNet normalisation."""
     if download:
-        datasets.Caltech101(root, download=True)
+        datasets.Caltech101(root, download=download)
     folder = Path(root) / "caltech101" / "101_ObjectCategories"
     if not folder.is_dir():
         raise missing_dataset(

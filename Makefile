@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-slow lint plot clean
+.PHONY: install train test test-slow lint plot sweep clean
 
 install: $(STAMP)
 
@@ -16,6 +16,20 @@ $(STAMP): pyproject.toml
 
 train: install  ## one AL experiment with the default config; pass overrides as ARGS="method=margin"
 	$(PY) -m al.train $(ARGS)
+
+# Every method, alternately in two halves that run side by side (one per core), seeds 0-2.
+METHODS := $(sort $(basename $(notdir $(wildcard conf/method/*.yaml))))
+FIRST := $(shell printf '%s\n' $(METHODS) | awk 'NR % 2 == 1' | paste -sd, -)
+SECOND := $(shell printf '%s\n' $(METHODS) | awk 'NR % 2 == 0' | paste -sd, -)
+SWEEP := multirun/sweep-$(shell date +%Y-%m-%d_%H-%M-%S)
+
+sweep: install  ## every method × seeds 0,1,2 on digits, both cores, then the comparison
+	OMP_NUM_THREADS=1 $(PY) -m al.train -m +experiment=sweep_digits method=$(FIRST) seed=0,1,2 \
+		hydra.sweep.dir=$(SWEEP) > $(SWEEP).first.log 2>&1 & \
+	OMP_NUM_THREADS=1 $(PY) -m al.train -m +experiment=sweep_digits method=$(SECOND) seed=0,1,2 \
+		hydra.sweep.dir=$(SWEEP) > $(SWEEP).second.log 2>&1 & \
+	wait
+	$(PY) -m al.plot $(SWEEP)
 
 plot: install  ## compare every run under RUNS (default multirun/): make plot RUNS=outputs
 	$(PY) -m al.plot $(or $(RUNS),multirun)

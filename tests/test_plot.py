@@ -95,3 +95,32 @@ def test_no_runs_is_a_clear_error(tmp_path):
         check=False,
     )
     assert done.returncode != 0 and "no finished runs" in done.stderr
+
+
+def test_a_multirun_sweep_is_compared(tmp_path):
+    sweep = tmp_path / "sweep"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "al.train",
+            "-m",
+            "+experiment=sweep_digits",
+            "method=random,margin",
+            "seed=0,1",
+            "trainer.max_epochs=3",
+            "budget.stages=2",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert len(list(sweep.glob("*/results.jsonl"))) == 4
+    curves = {c.method: c for c in group_curves(find_runs(sweep))}
+    assert curves["margin"].seeds == [0, 1] and list(curves["margin"].n_labeled) == [50, 100]
+    subprocess.run(
+        [sys.executable, "-m", "al.plot", str(sweep)], cwd=ROOT, check=True, capture_output=True
+    )
+    assert (sweep / "comparison" / "digits-improvement.png").exists()

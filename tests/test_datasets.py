@@ -19,6 +19,7 @@ from fake_data import (
 )
 from torchvision import datasets
 
+from al.data import ALDataModule
 from al.data.folders import caltech101, image_folder
 from al.data.torchvision_data import cifar10, cifar100, fashion_mnist, mnist, svhn
 from al.errors import ConfigError
@@ -192,3 +193,15 @@ def test_real_fashion_mnist_experiment(tmp_path):
     assert [r["n_labeled"] for r in records] == [200, 400, 600]
     assert records[-1]["test/acc"] > 0.6  # chance is 0.1
     assert os.path.exists(tmp_path / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte")
+
+
+def test_selectors_see_test_time_transforms_and_training_sees_augmentation(fake_root):
+    data = cifar10(str(fake_root))
+    torch.manual_seed(0)
+    eval_reads = [data.pool_eval[3][0] for _ in range(5)]
+    train_reads = [data.pool_train[3][0] for _ in range(5)]
+    assert all(torch.equal(eval_reads[0], read) for read in eval_reads)
+    assert not all(torch.equal(train_reads[0], read) for read in train_reads)
+    loader = ALDataModule(data, [0, 1], batch_size=2, eval_batch_size=4).inputs_loader([3, 7])
+    x, indices = next(iter(loader))
+    assert torch.equal(x[0], eval_reads[0]) and indices.tolist() == [3, 7]

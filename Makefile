@@ -25,10 +25,11 @@ SWEEP := multirun/sweep-$(shell date +%Y-%m-%d_%H-%M-%S)
 
 sweep: install  ## every method × seeds 0,1,2 on digits, both cores, then the comparison
 	OMP_NUM_THREADS=1 $(PY) -m al.train -m +experiment=sweep_digits method=$(FIRST) seed=0,1,2 \
-		hydra.sweep.dir=$(SWEEP) > $(SWEEP).first.log 2>&1 & \
+		hydra.sweep.dir=$(SWEEP) > $(SWEEP).first.log 2>&1 & first=$$!; \
 	OMP_NUM_THREADS=1 $(PY) -m al.train -m +experiment=sweep_digits method=$(SECOND) seed=0,1,2 \
-		hydra.sweep.dir=$(SWEEP) > $(SWEEP).second.log 2>&1 & \
-	wait
+		hydra.sweep.dir=$(SWEEP) > $(SWEEP).second.log 2>&1 & second=$$!; \
+	wait $$first; first_status=$$?; wait $$second; second_status=$$?; \
+	[ $$first_status = 0 ] && [ $$second_status = 0 ] || { echo "see $(SWEEP).*.log"; exit 1; }
 	$(PY) -m al.plot $(SWEEP)
 
 plot: install  ## compare every run under RUNS (default multirun/): make plot RUNS=outputs

@@ -1,0 +1,133 @@
+"""Sweeps through `hydra/launcher=slurm` on a real single-node SLURM cluster started per module.
+
+Skipped, with the install command, where the SLURM and munge programs are absent.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TINY, read_results, without_timings
+from slurm_cluster import INSTALL_HINT, SlurmCluster, missing_binaries
+from test_cli import train
+
+pytestmark = pytest.mark.slow
+
+# The test node has 2 cores and the cluster's default partition is `debug`.
+SMALL_JOBS = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+]
+# Long enough per stage that a signal after stage 0 lands mid-run.
+FIVE_STAGES = [*TINY, "budget.stages=5", "trainer.max_epochs=40"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    missing = missing_binaries()
+    if missing:
+        pytest.skip(f"SLURM programs missing ({', '.join(missing)}); {INSTALL_HINT}")
+    if os.geteuid() != 0:
+        pytest.skip(f"the test cluster's slurmd must run as root; {INSTALL_HINT}")
+    slurm = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    slurm.start()
+    yield slurm
+    slurm.stop()
+
+
+def sweep_command(sweep_dir: Path, *overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "al.train",
+        "-m",
+        *SMALL_JOBS,
+        *overrides,
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+
+
+def start_sweep(cluster: SlurmCluster, sweep_dir: Path, *overrides: str) -> subprocess.Popen:
+    sweep_dir.mkdir(parents=True)
+    return subprocess.Popen(
+        sweep_command(sweep_dir, *overrides),
+        cwd=ROOT,
+        env={**cluster.env(), "WANDB_MODE": "offline"},
+        stdout=(sweep_dir.parent / f"{sweep_dir.name}.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def finish(process: subprocess.Popen, cluster: SlurmCluster, timeout_s: float = 400) -> None:
+    try:
+        status = process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        status = "timeout"
+    assert status == 0, f"sweep ended with {status}\n{cluster.logs()}"
+
+
+def job_folders(sweep_dir: Path) -> list[Path]:
+    """submitit's per-job folders (`JOB` or `JOB_TASK`) of one sweep."""
+    folders = (sweep_dir / ".submitit").iterdir()
+    return sorted(path for path in folders if re.fullmatch(r"\d+(_\d+)?", path.name))
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert path.exists(), f"{path} never appeared"
+
+
+def test_two_methods_by_two_seeds_run_as_four_array_tasks(cluster, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    sweep = start_sweep(cluster, sweep_dir, *TINY, "method=random,entropy", "seed=0,1")
+    train(tmp_path / "local", *TINY, "method=entropy", "seed=1")
+    finish(sweep, cluster)
+    run_dirs = sorted(path.parent for path in sweep_dir.glob("*/results.jsonl"))
+    assert [path.name for path in run_dirs] == [
+        "0-digits-random-seed0",
+        "1-digits-random-seed1",
+        "2-digits-entropy-seed0",
+        "3-digits-entropy-seed1",
+    ]
+    assert all(len(read_results(path)) == 3 for path in run_dirs)
+    tasks = [path.name for path in job_folders(sweep_dir) if "_" in path.name]
+    array_id = tasks[0].split("_")[0]
+    assert tasks == [f"{array_id}_{task}" for task in range(4)], "one array task per point"
+    assert without_timings(read_results(run_dirs[3])) == without_timings(
+        read_results(tmp_path / "local")
+    ), "a SLURM job runs the same experiment as a local run"
+
+
+def test_preempted_job_is_requeued_and_ends_as_an_uninterrupted_run(cluster, tmp_path):
+    point = [*FIVE_STAGES, "method=entropy", "seed=0"]
+    whole = start_sweep(cluster, tmp_path / "whole", *point)
+    preempted = start_sweep(cluster, tmp_path / "preempted", *point)
+    run_dir = tmp_path / "preempted" / "0-digits-entropy-seed0"
+    wait_for(run_dir / "state" / "stage_000.pt", preempted)
+    (job,) = job_folders(tmp_path / "preempted")
+    subprocess.run(["scancel", "--signal=USR2", job.name], env=cluster.env(), check=True)
+    finish(preempted, cluster)
+    finish(whole, cluster)
+    job_log = "".join(path.read_text() for path in job.glob("*_log.*"))
+    assert "this job is preempted" in job_log
+    assert "Requeued" in job_log or job_log.count("Starting with JobEnvironment") == 2
+    assert re.search(r"Resuming \S+ after stage [0-3]\b", job_log + run_log(run_dir))
+    assert without_timings(read_results(run_dir)) == without_timings(
+        read_results(tmp_path / "whole" / "0-digits-entropy-seed0")
+    )
+
+
+def run_log(run_dir: Path) -> str:
+    return "".join(path.read_text() for path in run_dir.glob("*.log"))

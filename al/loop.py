@@ -1,4 +1,8 @@
-"""The AL stages: fit → evaluate → select → label → save, resumable after any finished stage."""
+"""The AL stages: fit → evaluate → select → label → save, resumable after any finished stage.
+
+Under DDP every rank runs this loop; they label rank 0's picks, check that their pools agree
+after every stage, and only global rank 0 writes (see `al.distributed`).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,13 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.strategies import Strategy
 from rich.progress import Progress
 
 from al.best_weights import BestValidationWeights
 from al.budget import Budget
 from al.data import ALData, ALDataModule, datamodule_for
+from al.distributed import check_same_pool, is_global_zero, refuse_spawning_in_multirun
 from al.errors import ConfigError, NonFiniteLossError, build
 from al.initial import KCenterSettings, initial_indices
 from al.methods.selector import Selection, SelectionRequest, Selector
@@ -36,6 +42,7 @@ class StageOutcome:
     train_seconds: float
     model_state: dict | None
     module: pl.LightningModule
+    strategy: Strategy
 
 
 def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
@@ -43,6 +50,7 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
     budget = Budget(**cfg.budget)
     if cfg.eval_model not in EVAL_MODELS:
         raise ConfigError(f"eval_model={cfg.eval_model!r} is not one of {EVAL_MODELS}")
+    refuse_spawning_in_multirun(cfg.trainer)
     data = build_data(cfg.dataset)
     if cfg.eval_model == "best_val":
         data = data.hold_out_validation(cfg.validation_fraction)
@@ -50,7 +58,7 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
     store = RunStore(run_dir)
     store.claim(cfg)
     pool, records, model_state = resume_or_start(store, budget, data, cfg)
-    sink: Sink = build(cfg.logger)
+    sink = build_sink(cfg.logger)
     sink.start(run_dir, OmegaConf.to_container(cfg, resolve=True), records)
     title = f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}"
     try:
@@ -79,6 +87,11 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
         sink.finish()
     print_table(records, title)
     return records
+
+
+def build_sink(logger_cfg: DictConfig) -> Sink:
+    """The configured sink on global rank 0; the other DDP ranks log nowhere."""
+    return build(logger_cfg) if is_global_zero() else Sink()
 
 
 def build_data(dataset_cfg: DictConfig) -> ALData:
@@ -154,6 +167,7 @@ def run_stage(
         train_seconds=fit_seconds - selector.selection.seconds,
         model_state=module.state_dict() if keep_weights else None,
         module=module,
+        strategy=trainer.strategy,
     )
 
 
@@ -192,10 +206,12 @@ def finish_stage(
     outcome: StageOutcome,
     records: list[dict],
 ) -> dict:
-    """Label the picks, then persist picks, pool and records: the stage is finished."""
+    """Label the picks, check every rank did the same, then persist picks, pool and records:
+    the stage is finished."""
     labeled_labels = data.pool_targets[pool.labeled_indices]
     picks = outcome.selection.indices.numpy()
     pool.label(picks, stage=stage + 1)
+    check_same_pool(outcome.strategy, pool.labelled_at, stage)
     picked_labels = data.pool_targets[picks]
     store.save_picks(stage, picks, outcome.selection.scores.numpy(), picked_labels)
     record = stage_record(

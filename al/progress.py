@@ -5,14 +5,18 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from al.distributed import is_global_zero
+
 
 def stage_progress() -> Progress:
+    """The display of one experiment; hidden on DDP ranks other than global rank 0."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
+        disable=not is_global_zero(),
     )
 
 

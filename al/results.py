@@ -1,4 +1,4 @@
-"""The per-stage record and its local views: the printed table and curve.png."""
+"""The per-stage record and its local views: the printed table and curve.png (global rank 0's)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from rich.console import Console
 from rich.table import Table
 
@@ -47,6 +48,7 @@ def stage_record(
     return record
 
 
+@rank_zero_only
 def plot_curve(records: list[dict], path: Path, title: str) -> None:
     """Test accuracy against the number of labels."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -58,6 +60,7 @@ def plot_curve(records: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+@rank_zero_only
 def print_table(records: list[dict], title: str, console: Console | None = None) -> None:
     table = Table(title=title)
     for column in ("stage", "n_labeled", "test acc", "balanced acc", "train s", "select s"):

@@ -3,7 +3,8 @@
 Each finished stage writes `state/stage_KKK.pt` atomically (pool state, the
 records so far and, for warm starts, the model weights). `results.jsonl` is
 rewritten from the latest snapshot, so a run killed at any moment resumes
-after its last finished stage without duplicate rows.
+after its last finished stage without duplicate rows. Under DDP only global rank 0
+writes; every rank reads the same snapshots.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from al.errors import ConfigError
 
@@ -34,12 +36,10 @@ class RunStore:
 
     def claim(self, cfg: DictConfig) -> None:
         """Remember `cfg` for this directory, or refuse a config that differs from the saved one
-        once a stage has finished under it."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        once a stage has finished under it (checked on every rank)."""
         saved_path = self.state_dir / "config.yaml"
         if not saved_path.exists() or self.latest() is None:
-            OmegaConf.save(cfg, saved_path, resolve=True)
-            self._backup_hydra_files()
+            self._remember(cfg)
             return
         differences = config_differences(OmegaConf.load(saved_path), cfg)
         if differences:
@@ -59,6 +59,7 @@ class RunStore:
         snapshot["labelled_at"] = snapshot["labelled_at"].numpy()
         return snapshot
 
+    @rank_zero_only
     def save_stage(
         self,
         stage: int,
@@ -74,6 +75,7 @@ class RunStore:
         atomic_torch_save(snapshot, self.state_dir / f"stage_{stage:03d}.pt")
         self.write_results(records)
 
+    @rank_zero_only
     def save_picks(
         self, stage: int, indices: np.ndarray, scores: np.ndarray, labels: np.ndarray
     ) -> None:
@@ -83,15 +85,21 @@ class RunStore:
         rows += [f"{i},{s:.8g},{y}" for i, s, y in zip(indices, scores, labels, strict=True)]
         atomic_write_text(self.picks_dir / f"stage_{stage:03d}.csv", "\n".join(rows) + "\n")
 
+    @rank_zero_only
     def write_results(self, records: list[dict]) -> None:
         lines = "".join(json.dumps(record) + "\n" for record in records)
         atomic_write_text(self.results_path, lines)
 
-    def _backup_hydra_files(self) -> None:
+    @rank_zero_only
+    def _remember(self, cfg: DictConfig) -> None:
+        """Save `cfg` and a backup of Hydra's `.hydra/` files under `state/`."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, self.state_dir / "config.yaml", resolve=True)
         hydra_dir = self.run_dir / ".hydra"
         if hydra_dir.is_dir():
             shutil.copytree(hydra_dir, self.state_dir / "hydra", dirs_exist_ok=True)
 
+    @rank_zero_only
     def _restore_hydra_files(self) -> None:
         backup = self.state_dir / "hydra"
         if backup.is_dir():

@@ -117,10 +117,11 @@ class ClassifierModule(pl.LightningModule):
         loss = sum(losses.values())
         check_finite(loss, self.current_epoch, batch_idx)
         self.train_acc(out.logits, y)
+        per_epoch = dict(on_step=False, on_epoch=True, batch_size=len(y))
         for name, value in losses.items():
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=len(y))
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+            self.log(f"train/{name}", value, sync_dist=True, **per_epoch)
+        self.log("train/loss", loss, sync_dist=True, **per_epoch)
+        self.log("train/acc", self.train_acc, **per_epoch)
         return loss
 
     def training_losses(
@@ -165,7 +166,7 @@ class ClassifierModule(pl.LightningModule):
         logits = self(x)
         self.test_acc(logits, y)
         self.test_balanced_acc(logits, y)
-        self.log("test/loss", F.cross_entropy(logits, y), batch_size=len(y))
+        self.log("test/loss", F.cross_entropy(logits, y), batch_size=len(y), sync_dist=True)
         self.log("test/acc", self.test_acc, batch_size=len(y))
         self.log("test/balanced_acc", self.test_balanced_acc, batch_size=len(y))
 

@@ -82,7 +82,9 @@ class Selector(pl.Callback):
     The loop hands a `SelectionRequest` to `request()` before `fit`; after
     `fit`, `selection` holds the picks. Subclasses implement `score` (higher =
     label first) or, for set-based methods, override `select`. Scoring runs in
-    eval mode under `no_grad`; under DDP rank 0's picks are broadcast.
+    eval mode under `no_grad`. Under DDP every rank scores all candidates (the
+    request's loaders are not sharded) and rank 0's picks are broadcast, so every
+    rank labels the same samples.
     """
 
     def __init__(self) -> None:

@@ -17,19 +17,17 @@ $(STAMP): pyproject.toml
 train: install  ## one AL experiment with the default config; pass overrides as ARGS="method=margin"
 	$(PY) -m al.train $(ARGS)
 
-# Every method, alternately in two halves that run side by side (one per core), seeds 0-2.
+# Every method × seeds 0-2: one multirun per method, two at a time (one per core) from a queue
+# that starts with the slowest — the VAE-based selectors, which reverse name order puts first.
 METHODS := $(sort $(basename $(notdir $(wildcard conf/method/*.yaml))))
-FIRST := $(shell printf '%s\n' $(METHODS) | awk 'NR % 2 == 1' | paste -sd, -)
-SECOND := $(shell printf '%s\n' $(METHODS) | awk 'NR % 2 == 0' | paste -sd, -)
 SWEEP := multirun/sweep-$(shell date +%Y-%m-%d_%H-%M-%S)
+SWEEP_ONE := OMP_NUM_THREADS=1 $(PY) -m al.train -m +experiment=sweep_digits seed=0,1,2 \
+	hydra.sweep.dir=$(SWEEP) method=
 
 sweep: install  ## every method × seeds 0,1,2 on digits, both cores, then the comparison
-	OMP_NUM_THREADS=1 $(PY) -m al.train -m +experiment=sweep_digits method=$(FIRST) seed=0,1,2 \
-		hydra.sweep.dir=$(SWEEP) > $(SWEEP).first.log 2>&1 & first=$$!; \
-	OMP_NUM_THREADS=1 $(PY) -m al.train -m +experiment=sweep_digits method=$(SECOND) seed=0,1,2 \
-		hydra.sweep.dir=$(SWEEP) > $(SWEEP).second.log 2>&1 & second=$$!; \
-	wait $$first; first_status=$$?; wait $$second; second_status=$$?; \
-	[ $$first_status = 0 ] && [ $$second_status = 0 ] || { echo "see $(SWEEP).*.log"; exit 1; }
+	mkdir -p $(SWEEP)
+	printf '%s\n' $(METHODS) | sort -r | xargs -P 2 -I METHOD \
+		sh -c '$(SWEEP_ONE)METHOD > $(SWEEP)/METHOD.log 2>&1 || { echo "METHOD failed: see $(SWEEP)/METHOD.log"; exit 255; }'
 	$(PY) -m al.plot $(SWEEP)
 
 plot: install  ## compare every run under RUNS (default multirun/): make plot RUNS=outputs

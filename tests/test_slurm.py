@@ -131,3 +131,18 @@ def test_preempted_job_is_requeued_and_ends_as_an_uninterrupted_run(cluster, tmp
 
 def run_log(run_dir: Path) -> str:
     return "".join(path.read_text() for path in run_dir.glob("*.log"))
+
+
+def test_ddp_job_runs_one_rank_per_slurm_task_with_identical_pools(cluster, tmp_path):
+    ranks = ["trainer=ddp", "trainer.devices=2", "hydra.launcher.tasks_per_node=2"]
+    sweep = start_sweep(cluster, tmp_path / "sweep", *TINY, "trainer.max_epochs=2", *ranks)
+    finish(sweep, cluster)
+    run_dir = tmp_path / "sweep" / "0-digits-entropy-seed0"
+    assert [record["n_labeled"] for record in read_results(run_dir)] == [20, 30, 40]
+    (job,) = job_folders(tmp_path / "sweep")
+    assert sorted(path.name for path in job.glob("*_result.pkl")) == [
+        f"{job.name}_0_result.pkl",
+        f"{job.name}_1_result.pkl",
+    ], "srun started two ranks"
+    for stage in range(3):
+        assert f"stage {stage}: pool identical on 2 ranks" in run_log(run_dir)

@@ -117,14 +117,13 @@ class SlurmCluster:
 
     def job_ids(self) -> list[str]:
         """Every job id the controller still knows (pending, running or completing)."""
-        listing = subprocess.run(
-            ["squeue", "--noheader", "--format=%i"],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return listing.stdout.split()
+        return self.query("squeue", "--noheader", "--format=%i").split()
+
+    def query(self, *command: str) -> str:
+        """The output of a SLURM client command run against this cluster ('' on failure)."""
+        return subprocess.run(
+            command, env=self.env(), capture_output=True, text=True, check=False
+        ).stdout
 
     def logs(self) -> str:
         """The daemons' log files, for a failing test's message."""
@@ -156,14 +155,7 @@ class SlurmCluster:
         return any(process.poll() is None for process in self.processes[1:2])
 
     def _node_idle(self) -> bool:
-        state = subprocess.run(
-            ["sinfo", "--noheader", "--format=%t"],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return state.stdout.strip() == "idle"
+        return self.query("sinfo", "--noheader", "--format=%t").strip() == "idle"
 
     def _wait_for(self, ready, what: str, timeout_s: float, raise_on_timeout: bool = True) -> None:
         deadline = time.monotonic() + timeout_s

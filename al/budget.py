@@ -72,13 +72,24 @@ class Budget:
         return self.initial + self.stages * self.query
 
     def check_fits(self, pool_size: int) -> None:
-        if self.total_labels > pool_size:
-            most_stages = (pool_size - self.initial) // self.query
-            raise ConfigError(
-                f"budget.initial={self.initial} + budget.stages={self.stages} × "
-                f"budget.query={self.query} = {self.total_labels} labels, but the pool holds "
-                f"{pool_size}; lower budget.stages to at most {most_stages} or the sizes"
-            )
+        """Every stage labels `query` more, the last one included: the pool must hold them."""
+        if self.total_labels <= pool_size:
+            return
+        labels = (
+            f"budget.initial={self.initial} + budget.stages={self.stages} × "
+            f"budget.query={self.query} = {self.total_labels} labels, but the pool holds "
+            f"{pool_size}"
+        )
+        most_stages = (pool_size - self.initial) // self.query
+        most_initial = pool_size - self.stages * self.query
+        most_query = (pool_size - self.initial) // self.stages
+        fixes = [
+            f"budget.stages to at most {most_stages}" if most_stages >= 1 else "",
+            f"budget.initial to at most {most_initial}" if most_initial >= 1 else "",
+            f"budget.query to at most {most_query}" if most_query >= 1 else "",
+        ]
+        fix = "lower " + " or ".join(f for f in fixes if f) if any(fixes) else "use fewer labels"
+        raise ConfigError(f"{labels}: {fix}")
 
 
 def is_size(value: object) -> bool:

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 
-class ConfigError(ValueError):
-    """A configuration value that cannot run; raised before any training starts."""
+class UserError(Exception):
+    """An error the user caused and can fix. `al.train` prints it as one line on stderr and
+    exits with status 2 (the traceback only with HYDRA_FULL_ERROR=1)."""
 
 
-class NonFiniteLossError(FloatingPointError):
+class ConfigError(UserError, ValueError):
+    """A configuration value that cannot run; raised before anything is written."""
+
+
+class DataError(UserError):
+    """Data that cannot be read: a damaged file, an empty class folder."""
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class RunDirectoryBusy(UserError):
+    """Another live process holds the run directory."""
 
 
 def build(node: Any, **kwargs: Any) -> Any:
@@ -24,3 +42,18 @@ def build(node: Any, **kwargs: Any) -> Any:
         if isinstance(error.__cause__, ConfigError):
             raise error.__cause__ from None
         raise
+
+
+@contextmanager
+def report_user_errors(run_dir: Path) -> Iterator[None]:
+    """A UserError becomes one line on stderr and exit status 2 (HYDRA_FULL_ERROR=1 keeps the
+    traceback); a run directory it leaves empty (Hydra creates it first) is removed."""
+    try:
+        yield
+    except UserError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        if run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        print(f"Error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -46,16 +46,15 @@ def initial_indices(
 
 def pool_latents(data: ALData, settings: KCenterSettings) -> torch.Tensor:
     """μ of every pool sample (test-time transforms) under a β-VAE trained on the pool."""
-    input_shape = list(data.pool_eval[0][0].shape)
     vae = build_vae(
-        input_shape,
+        data.input_shape(),
         settings.latent_dim,
         False,
         image_size=settings.image_size,
         channels=settings.channels,
         hidden=settings.mlp_hidden,
     )
-    loader = DataLoader(data.pool_eval, batch_size=256, shuffle=False)
+    loader = DataLoader(data.pool.unlabeled(range(len(data.pool))), batch_size=256)
     with torch.no_grad():
         inputs = torch.cat([vae.prepare(x) for x, _ in loader])
     optimizer = torch.optim.Adam(vae.parameters(), lr=settings.lr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,19 +20,20 @@ from rich.progress import Progress
 
 from al.best_weights import BestValidationWeights
 from al.budget import Budget
+from al.checks import check_config
 from al.data import ALData, ALDataModule, datamodule_for
 from al.distributed import check_same_pool, is_global_zero, refuse_spawning_in_multirun
 from al.errors import ConfigError, NonFiniteLossError, build
 from al.initial import KCenterSettings, initial_indices
+from al.lock import RunDirectoryLock
 from al.methods.selector import Selection, SelectionRequest, Selector
 from al.pool import Pool, stage_rng
 from al.progress import EpochProgressCallback, stage_progress
 from al.results import plot_curve, print_table, stage_record
 from al.sinks import EpochMetricsCallback, Sink
-from al.store import RunStore
+from al.store import RunStore, best_effort
 
 log = logging.getLogger(__name__)
-EVAL_MODELS = ("last", "best_val")
 
 
 @dataclass
@@ -46,20 +48,28 @@ class StageOutcome:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
-    """Run (or resume) the experiment `cfg` in `run_dir`; return one record per stage."""
-    budget = Budget(**cfg.budget)
-    if cfg.eval_model not in EVAL_MODELS:
-        raise ConfigError(f"eval_model={cfg.eval_model!r} is not one of {EVAL_MODELS}")
+    """Run (or resume) the experiment `cfg` in `run_dir`; return one record per stage.
+
+    Every value and the data are checked before the run directory is touched; then the
+    directory is locked for the life of the run (on global rank 0, the one that writes).
+    """
+    budget = check_config(cfg)
     refuse_spawning_in_multirun(cfg.trainer)
     data = build_data(cfg.dataset)
     if cfg.eval_model == "best_val":
         data = data.hold_out_validation(cfg.validation_fraction)
     budget = budget.resolve(len(data.pool_targets))
-    store = RunStore(run_dir)
-    store.claim(cfg)
+    with RunDirectoryLock(run_dir) if is_global_zero() else nullcontext():
+        store = RunStore(run_dir)
+        store.claim(cfg)
+        return run_stages(cfg, data, budget, store)
+
+
+def run_stages(cfg: DictConfig, data: ALData, budget: Budget, store: RunStore) -> list[dict]:
+    """The stages after the last finished one; the sink and curve are written best-effort."""
     pool, records, model_state = resume_or_start(store, budget, data, cfg)
     sink = build_sink(cfg.logger)
-    sink.start(run_dir, OmegaConf.to_container(cfg, resolve=True), records)
+    sink.start(store.run_dir, OmegaConf.to_container(cfg, resolve=True), records)
     title = f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}"
     try:
         with stage_progress() as progress:
@@ -79,8 +89,10 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
                 )
                 records.append(finish_stage(store, data, pool, stage, outcome, records))
                 model_state = outcome.model_state
-                sink.log_stage(records[-1])
-                plot_curve(records, run_dir / "curve.png", title)
+                with best_effort(f"the {type(sink).__name__} log"):
+                    sink.log_stage(records[-1])
+                with best_effort("curve.png"):
+                    plot_curve(records, store.run_dir / "curve.png", title)
                 status = f"acc {records[-1]['test/acc']:.3f}"
                 progress.update(stages_task, advance=1, status=status)
     finally:
@@ -95,7 +107,11 @@ def build_sink(logger_cfg: DictConfig) -> Sink:
 
 
 def build_data(dataset_cfg: DictConfig) -> ALData:
+    """The dataset, checked against its config; a `dataset.num_classes` left null (image
+    folders) is filled in from the data."""
     data = build(dataset_cfg.build)
+    if dataset_cfg.num_classes is None:
+        dataset_cfg.num_classes = data.num_classes
     data.check_declared(
         dataset_cfg.name,
         dataset_cfg.num_classes,
@@ -187,14 +203,13 @@ def selection_request(
     datamodule: ALDataModule, pool: Pool, budget: Budget, seed: int, stage: int
 ) -> SelectionRequest:
     candidates = pool.candidates(budget.subset, seed, stage)
-    labeled_labels = datamodule.data.pool_targets[pool.labeled_indices]
     return SelectionRequest(
         candidates=datamodule.inputs_loader(candidates),
-        labeled=datamodule.inputs_loader(pool.labeled_indices),
+        labeled=datamodule.inputs_loader(datamodule.labeled_indices),
         candidate_indices=torch.from_numpy(candidates),
         query=budget.query,
         seed=derived_seed(seed, stage, "select"),
-        labeled_labels=torch.from_numpy(labeled_labels),
+        labeled_labels=torch.from_numpy(datamodule.labeled_targets),
     )
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from al.store import best_effort
+
 
 class Sink:
     """The interface, and the sink of `logger=none`: it drops everything."""
@@ -146,4 +148,5 @@ class EpochMetricsCallback(pl.Callback):
             if key.startswith("train/")
         }
         epoch = self.epochs_before + trainer.current_epoch
-        self.sink.log_epoch({"al/epoch": epoch, "train/stage": self.stage, **metrics})
+        with best_effort(f"the {type(self.sink).__name__} log"):
+            self.sink.log_epoch({"al/epoch": epoch, "train/stage": self.stage, **metrics})

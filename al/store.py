@@ -1,26 +1,38 @@
 """A run directory's persistent state: per-stage snapshots, picks and results.jsonl.
 
 Each finished stage writes `state/stage_KKK.pt` atomically (pool state, the
-records so far and, for warm starts, the model weights). `results.jsonl` is
-rewritten from the latest snapshot, so a run killed at any moment resumes
-after its last finished stage without duplicate rows. Under DDP only global rank 0
-writes; every rank reads the same snapshots.
+records so far and, for warm starts, the model weights), then its SHA-256 in
+`state/stage_KKK.pt.sha256`. `results.jsonl` is rewritten from the latest snapshot,
+so a run killed at any moment resumes after its last finished stage without
+duplicate rows. A snapshot that fails its checksum or does not load is moved to
+`state/damaged/` and the run resumes from the one before. Under DDP only global
+rank 0 writes; every rank reads the same snapshots.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
 import json
+import logging
 import os
-import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from al.errors import ConfigError
+from al.distributed import is_global_zero
+from al.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 # Keys that may change between the runs sharing a directory: where to log, and
 # how many stages (rerunning with more stages extends a finished run).
@@ -35,29 +47,63 @@ class RunStore:
         self.results_path = self.run_dir / "results.jsonl"
 
     def claim(self, cfg: DictConfig) -> None:
-        """Remember `cfg` for this directory, or refuse a config that differs from the saved one
-        once a stage has finished under it (checked on every rank)."""
+        """Remember `cfg` for this directory (and write Hydra's `.hydra/` files), or refuse a
+        config that differs from the saved one once a stage has finished under it (checked on
+        every rank, before anything is written)."""
         saved_path = self.state_dir / "config.yaml"
-        if not saved_path.exists() or self.latest() is None:
-            self._remember(cfg)
-            return
-        differences = config_differences(OmegaConf.load(saved_path), cfg)
-        if differences:
-            self._restore_hydra_files()
-            raise ConfigError(
-                f"{self.run_dir} holds a run with another config ({'; '.join(differences)}). "
-                "Refusing to mix results: rerun with the saved values to resume, or choose a new "
-                f"hydra.run.dir (or delete {self.run_dir}) to start fresh"
-            )
+        if saved_path.exists() and self.snapshot_paths():
+            differences = config_differences(OmegaConf.load(saved_path), cfg)
+            if differences:
+                raise ConfigError(
+                    f"{self.run_dir} holds a run with another config ({'; '.join(differences)})."
+                    " Refusing to mix results: rerun with the saved values to resume, or choose "
+                    f"a new hydra.run.dir (or delete {self.run_dir}) to start fresh"
+                )
+        self._remember(cfg)
+
+    def snapshot_paths(self) -> list[Path]:
+        """The stage snapshots, newest first."""
+        return sorted(self.state_dir.glob("stage_*.pt"), reverse=True)
 
     def latest(self) -> dict[str, Any] | None:
-        """The snapshot of the last finished stage, or None for a fresh directory."""
-        snapshots = sorted(self.state_dir.glob("stage_*.pt"))
-        if not snapshots:
-            return None
-        snapshot = torch.load(snapshots[-1], weights_only=True)
-        snapshot["labelled_at"] = snapshot["labelled_at"].numpy()
-        return snapshot
+        """The newest valid snapshot, or None for a fresh directory. Damaged snapshots newer
+        than it are moved to `state/damaged/`, each with a warning; if every snapshot is
+        damaged, a DataError names them and nothing is moved."""
+        damaged = []
+        for path in self.snapshot_paths():
+            try:
+                snapshot = read_snapshot(path)
+            except DamagedSnapshot as error:
+                damaged.append((path, str(error)))
+                continue
+            for bad_path, reason in damaged:
+                self._move_aside(bad_path, reason, len(snapshot["records"]) - 1)
+            return snapshot
+        if damaged:
+            listed = "; ".join(f"{path.name}: {reason}" for path, reason in damaged)
+            raise DataError(
+                f"no valid snapshot in {self.state_dir} ({listed}): move {self.state_dir} "
+                "aside to start afresh, or choose a new hydra.run.dir"
+            )
+        return None
+
+    def _move_aside(self, path: Path, reason: str, resume_stage: int) -> None:
+        """Keep a damaged snapshot (and its checksum) under `state/damaged/`, never delete it."""
+        if is_global_zero():
+            aside = self.state_dir / "damaged"
+            aside.mkdir(exist_ok=True)
+            target = unused_path(aside / path.name)
+            os.replace(path, target)
+            digest = checksum_path(path)
+            if digest.exists():
+                os.replace(digest, target.with_name(target.name + ".sha256"))
+            log.warning(
+                "%s is damaged (%s); moved to %s, resuming after stage %d",
+                path,
+                reason,
+                target,
+                resume_stage,
+            )
 
     @rank_zero_only
     def save_stage(
@@ -72,7 +118,7 @@ class RunStore:
             "records": records,
             "model": model_state,
         }
-        atomic_torch_save(snapshot, self.state_dir / f"stage_{stage:03d}.pt")
+        write_snapshot(snapshot, self.state_dir / f"stage_{stage:03d}.pt")
         self.write_results(records)
 
     @rank_zero_only
@@ -92,18 +138,17 @@ class RunStore:
 
     @rank_zero_only
     def _remember(self, cfg: DictConfig) -> None:
-        """Save `cfg` and a backup of Hydra's `.hydra/` files under `state/`."""
+        """Save `cfg` under `state/` and, in a Hydra run, Hydra's `.hydra/` files (Hydra itself
+        writes none: `hydra.output_subdir: null`, so a refused run leaves them untouched)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, self.state_dir / "config.yaml", resolve=True)
-        hydra_dir = self.run_dir / ".hydra"
-        if hydra_dir.is_dir():
-            shutil.copytree(hydra_dir, self.state_dir / "hydra", dirs_exist_ok=True)
-
-    @rank_zero_only
-    def _restore_hydra_files(self) -> None:
-        backup = self.state_dir / "hydra"
-        if backup.is_dir():
-            shutil.copytree(backup, self.run_dir / ".hydra", dirs_exist_ok=True)
+        if HydraConfig.initialized():
+            hydra_cfg = HydraConfig.get()
+            hydra_dir = self.run_dir / ".hydra"
+            hydra_dir.mkdir(exist_ok=True)
+            OmegaConf.save(cfg, hydra_dir / "config.yaml")
+            OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), hydra_dir / "hydra.yaml")
+            OmegaConf.save(hydra_cfg.overrides.task, hydra_dir / "overrides.yaml")
 
 
 def config_differences(saved: DictConfig, current: DictConfig) -> list[str]:
@@ -137,7 +182,73 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
+class DamagedSnapshot(Exception):
+    """A snapshot that fails its checksum, does not load, or does not hold a stage."""
+
+
+def checksum_path(snapshot_path: Path) -> Path:
+    return snapshot_path.with_name(snapshot_path.name + ".sha256")
+
+
+def write_snapshot(snapshot: dict[str, Any], path: Path) -> None:
+    """`torch.save` to `path` atomically and durably, then its SHA-256 beside it."""
+    buffer = io.BytesIO()
+    torch.save(snapshot, buffer)
+    payload = buffer.getvalue()
+    atomic_write_bytes(path, payload)
+    atomic_write_text(checksum_path(path), hashlib.sha256(payload).hexdigest() + "\n")
+
+
+def read_snapshot(path: Path) -> dict[str, Any]:
+    """The snapshot at `path`, verified by its checksum (where one was written) and by
+    loading it with `weights_only=True`; otherwise DamagedSnapshot says why."""
+    payload = path.read_bytes()
+    digest = checksum_path(path)
+    if digest.exists() and digest.read_text().strip() != hashlib.sha256(payload).hexdigest():
+        raise DamagedSnapshot(f"checksum mismatch, {len(payload)} bytes")
+    try:
+        snapshot = torch.load(io.BytesIO(payload), weights_only=True)
+        snapshot["labelled_at"] = snapshot["labelled_at"].numpy()
+        records = snapshot["records"]
+    except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, …
+        first_line = str(error).splitlines()[0][:80] if str(error) else ""
+        raise DamagedSnapshot(
+            f"unreadable, {len(payload)} bytes: {type(error).__name__} {first_line}".strip()
+        ) from None
+    stage = int(path.stem.removeprefix("stage_"))
+    if len(records) != stage + 1:
+        raise DamagedSnapshot(f"holds {len(records)} stages instead of {stage + 1}")
+    return snapshot
+
+
+def unused_path(path: Path) -> Path:
+    """`path`, or `path.1`, `path.2`, … — the first that does not exist."""
+    candidate, number = path, 0
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}.{number}")
+    return candidate
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write a temporary file, flush it to disk, then rename it over `path`."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+@contextmanager
+def best_effort(what: str) -> Iterator[None]:
+    """Writes the run can do without (plots, metric logs): a full disk or quota is a warning,
+    and the next write tries again; the stage snapshots are never written this way."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        log.warning(
+            "Could not write %s (%s); continuing, the next stage retries", what, error.strerror
+        )

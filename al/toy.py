@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         run(cfg, args.out / method)
         data = build_data(cfg.dataset)
         module, picks = stage_model(cfg, data, args.out / method, args.stage)
-        points = data.pool_eval.x.numpy()
+        points = data.pool.inputs.x.numpy()
         rows.append((method, *draw(ax, module, points, data.pool_targets, picks, method)))
     fig.tight_layout()
     args.out.mkdir(parents=True, exist_ok=True)

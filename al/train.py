@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from al.errors import report_user_errors
 from al.loop import run
 
 # Lightning's per-Trainer notices (devices, tips, "max_epochs reached") would repeat every stage.
@@ -20,12 +22,20 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 warnings.filterwarnings(
     "ignore", message="You defined a `validation_step` but have no `val_dataloader`"
 )
+# Every Trainer warns that `srun` exists but is unused: outside a SLURM allocation (a login node,
+# a workstation with SLURM installed) that is no mistake; inside one, say it once.
+warnings.filterwarnings(
+    "once" if "SLURM_JOB_ID" in os.environ else "ignore",
+    message="The `srun` command is available on your system but is not used",
+)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Compose, run (or resume) in Hydra's output directory; return the final test accuracy."""
-    records = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with report_user_errors(run_dir):
+        records = run(cfg, run_dir)
     return records[-1]["test/acc"]
 
 

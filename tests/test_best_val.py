@@ -21,7 +21,7 @@ def test_validation_is_a_fixed_stratified_slice_of_the_pool():
     validation_labels = np.array([y for _, y in held.validation])
     assert np.bincount(validation_labels).min() >= 12  # every class, ~13 each
     assert np.array_equal(held.pool_targets, data.hold_out_validation(0.1).pool_targets)
-    pool_images = torch.stack([x for x, _ in held.pool_eval])
+    pool_images = torch.stack([x for x, _ in held.pool.unlabeled(range(len(held.pool)))])
     validation_images = torch.stack([x for x, _ in held.validation])
     shared = (pool_images.flatten(1)[:, None] == validation_images.flatten(1)[None]).all(-1)
     assert not shared.any()

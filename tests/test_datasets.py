@@ -19,7 +19,7 @@ from fake_data import (
 )
 from torchvision import datasets
 
-from al.data import ALDataModule
+from al.data import datamodule_for
 from al.data.folders import caltech101, image_folder
 from al.data.torchvision_data import cifar10, cifar100, fashion_mnist, mnist, svhn
 from al.errors import ConfigError
@@ -74,8 +74,8 @@ def test_loaders_read_the_real_formats(fake_root):
     }
     for name, (data, pool, test, shape) in cases.items():
         assert (len(data.pool_targets), len(data.test)) == (pool, test), name
-        x, y = data.pool_eval[0]
-        assert tuple(x.shape) == shape and y == data.pool_targets[0], name
+        x, index = data.pool.unlabeled([0])[0]
+        assert tuple(x.shape) == shape and index == 0, name
         assert tuple(data.test[0][0].shape) == shape, name
     assert np.bincount(cases["svhn"][0].pool_targets).tolist() == [4] * 10  # 10 → digit 0
 
@@ -102,8 +102,8 @@ def test_image_folder_without_test_folder_splits_and_caches_normalisation(fake_r
     data = image_folder(str(only_train), image_size=16, test_fraction=0.2)
     assert (len(data.pool_targets), len(data.test)) == (24, 6)
     cache = json.loads((only_train / ".al-normalization-16.json").read_text())
-    assert cache["images"] == 24 and len(cache["mean"]) == 3
-    x = torch.stack([data.pool_eval[i][0] for i in range(len(data.pool_targets))])
+    assert cache["images"] == 24 and len(cache["mean"]) == 3 and cache["bad"] == []
+    x = torch.stack([x for x, _ in data.pool.unlabeled(range(len(data.pool_targets)))])
     assert abs(float(x.mean())) < 0.1 and abs(float(x.std()) - 1) < 0.1  # normalised by the pool
 
 
@@ -198,10 +198,11 @@ def test_real_fashion_mnist_experiment(tmp_path):
 def test_selectors_see_test_time_transforms_and_training_sees_augmentation(fake_root):
     data = cifar10(str(fake_root))
     torch.manual_seed(0)
-    eval_reads = [data.pool_eval[3][0] for _ in range(5)]
-    train_reads = [data.pool_train[3][0] for _ in range(5)]
+    eval_reads = [data.pool.unlabeled([3])[0][0] for _ in range(5)]
+    train_reads = [data.pool.labeled([3], [0])[0][0] for _ in range(5)]
     assert all(torch.equal(eval_reads[0], read) for read in eval_reads)
     assert not all(torch.equal(train_reads[0], read) for read in train_reads)
-    loader = ALDataModule(data, [0, 1], batch_size=2, eval_batch_size=4).inputs_loader([3, 7])
+    datamodule = datamodule_for(data, [0, 1], batch_size=2, eval_batch_size=4)
+    loader = datamodule.inputs_loader([3, 7])
     x, indices = next(iter(loader))
     assert torch.equal(x[0], eval_reads[0]) and indices.tolist() == [3, 7]

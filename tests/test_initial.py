@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from al.budget import Budget
-from al.data import ALData, ArrayDataset
+from al.data import ALData, ArrayDataset, PoolInputs, TensorInputs
 from al.errors import ConfigError
 from al.initial import KCenterSettings, initial_indices
 from al.loop import run
@@ -21,8 +21,7 @@ def three_clusters() -> ALData:
     centers = torch.tensor([[0.0, 0.0], [40.0, 0.0], [0.0, 40.0]])
     labels = torch.arange(60) % 3
     x = centers[labels] + 0.05 * torch.randn(60, 2, generator=generator)
-    dataset = ArrayDataset(x, labels)
-    return ALData(dataset, dataset, dataset, labels.numpy(), num_classes=3)
+    return ALData(PoolInputs(TensorInputs(x)), ArrayDataset(x, labels), labels.numpy(), 3)
 
 
 def test_kcenter_covers_every_cluster_and_is_deterministic_per_seed():

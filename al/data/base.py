@@ -1,8 +1,15 @@
-"""What every dataset family builds: a pool (train- and test-transformed views) and a test set."""
+"""What every dataset family builds: the pool's inputs (no labels), the oracle's pool labels,
+and a labeled test set.
+
+Labels of unlabeled samples are kept out of reach by construction: a pool's samples live in a
+`PoolInputs` — inputs and transforms, nothing else — and every view the datamodule serves is
+cut from it, holding at most the labels of the samples it serves. `ALData.pool_targets`, the
+oracle's copy, stays with the loop.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,9 +19,11 @@ from torch.utils.data import Dataset, Subset
 
 from al.errors import ConfigError
 
+Transform = Callable | None
+
 
 class ArrayDataset(Dataset):
-    """In-memory samples `x[i]` with integer labels `y[i]`."""
+    """In-memory samples `x[i]` with integer labels `y[i]` (test and validation sets)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if len(x) != len(y):
@@ -28,11 +37,24 @@ class ArrayDataset(Dataset):
         return self.x[index], int(self.y[index])
 
 
-class WithoutLabels(Dataset):
-    """The samples `indices` of a labeled dataset as `(x, global_index)`: labels never leave."""
+class TensorInputs(Dataset):
+    """In-memory inputs `x[i]`, without labels."""
 
-    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
-        self.dataset = dataset
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.x[index]
+
+
+class UnlabeledView(Dataset):
+    """The pool positions `indices` as `(transform(input), global_index)`: no labels at all."""
+
+    def __init__(self, inputs: Dataset, transform: Transform, indices: Sequence[int]) -> None:
+        self.inputs, self.transform = inputs, transform
         self.indices = np.asarray(indices, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -40,30 +62,77 @@ class WithoutLabels(Dataset):
 
     def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
         index = int(self.indices[position])
-        x, _ = self.dataset[index]
-        return x, index
+        x = self.inputs[index]
+        return (x if self.transform is None else self.transform(x)), index
+
+
+class LabeledView(Dataset):
+    """The pool positions `indices` as `(transform(input), label)`; holds those labels only."""
+
+    def __init__(
+        self, inputs: Dataset, transform: Transform, indices: Sequence[int], labels: np.ndarray
+    ) -> None:
+        if len(indices) != len(labels):
+            raise ValueError(f"{len(indices)} samples but {len(labels)} labels")
+        self.inputs, self.transform = inputs, transform
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = np.array(labels, dtype=np.int64)  # a copy: never a view of the pool's
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
+        x = self.inputs[int(self.indices[position])]
+        return (x if self.transform is None else self.transform(x)), int(self.labels[position])
+
+
+@dataclass
+class PoolInputs:
+    """The pool's inputs in global order, with training and test-time transforms (None =
+    identity). Everything a datamodule or selector can reach of the pool lives here."""
+
+    inputs: Dataset
+    train_transform: Transform = None
+    eval_transform: Transform = None
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def unlabeled(self, indices: Sequence[int], train: bool = False) -> UnlabeledView:
+        """`(x, global_index)` for `indices`, test-time transformed unless `train`."""
+        return UnlabeledView(self.inputs, self._transform(train), indices)
+
+    def labeled(
+        self, indices: Sequence[int], labels: np.ndarray, train: bool = True
+    ) -> LabeledView:
+        """`(x, label)` for `indices` and their known `labels`, augmented unless not `train`."""
+        return LabeledView(self.inputs, self._transform(train), indices, labels)
+
+    def subset(self, positions: Sequence[int]) -> PoolInputs:
+        """The pool restricted to `positions`, renumbered from 0."""
+        return PoolInputs(Subset(self.inputs, positions), self.train_transform, self.eval_transform)
+
+    def _transform(self, train: bool) -> Transform:
+        return self.train_transform if train else self.eval_transform
 
 
 @dataclass
 class ALData:
     """A dataset ready for active learning.
 
-    `pool_train` and `pool_eval` are the same pool samples, in the same global
-    order, with training and test-time transforms; `pool_targets` are the pool
-    labels, read only by the oracle (labeling and statistics), never by selectors.
+    `pool` holds the pool's inputs only; `pool_targets` are its labels, read only by the
+    oracle (labeling and statistics), never handed to a datamodule or selector.
     """
 
-    pool_train: Dataset
-    pool_eval: Dataset
+    pool: PoolInputs
     test: Dataset
     pool_targets: np.ndarray
     num_classes: int
     validation: Dataset | None = None
 
     def __post_init__(self) -> None:
-        sizes = {len(self.pool_train), len(self.pool_eval), len(self.pool_targets)}
-        if len(sizes) != 1:
-            raise ValueError(f"pool views disagree in size: {sorted(sizes)}")
+        if len(self.pool) != len(self.pool_targets):
+            raise ValueError(f"{len(self.pool)} pool inputs but {len(self.pool_targets)} labels")
 
     def hold_out_validation(self, fraction: float) -> ALData:
         """Move a fixed, stratified `fraction` of the pool into a validation set.
@@ -72,27 +141,34 @@ class ALData:
         of one dataset shares the same, renumbered pool.
         """
         if not 0 < fraction < 1:
-            raise ConfigError(f"validation_fraction={fraction} must lie strictly between 0 and 1")
+            raise ConfigError(
+                f"validation_fraction={fraction} must lie strictly between 0 and 1, e.g. "
+                "validation_fraction=0.1"
+            )
         positions = np.arange(len(self.pool_targets))
         keep, held_out = train_test_split(
             positions, test_size=fraction, stratify=self.pool_targets, random_state=0
         )
-        keep = np.sort(keep)
+        keep, held_out = np.sort(keep), np.sort(held_out)
+        validation = self.pool.labeled(held_out, self.pool_targets[held_out], train=False)
         return ALData(
-            pool_train=Subset(self.pool_train, keep),
-            pool_eval=Subset(self.pool_eval, keep),
+            pool=self.pool.subset(keep),
             test=self.test,
             pool_targets=self.pool_targets[keep],
             num_classes=self.num_classes,
-            validation=Subset(self.pool_eval, np.sort(held_out)),
+            validation=validation,
         )
+
+    def input_shape(self) -> list[int]:
+        """The shape of one test-time transformed pool input."""
+        return list(self.pool.unlabeled([0])[0][0].shape)
 
     def check_declared(
         self, name: str, num_classes: int, input_shape: Sequence[int], pool_size: int | None
     ) -> None:
         """Fail early when the dataset config declares other sizes than the data has."""
         declared = {"num_classes": num_classes, "input_shape": list(input_shape)}
-        actual = {"num_classes": self.num_classes, "input_shape": list(self.pool_eval[0][0].shape)}
+        actual = {"num_classes": self.num_classes, "input_shape": self.input_shape()}
         if pool_size is not None:
             declared["pool_size"], actual["pool_size"] = pool_size, len(self.pool_targets)
         wrong = [

@@ -2,21 +2,69 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 from torchvision import transforms as T
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from al.data.base import ALData
-from al.data.vision import image_transforms, missing_dataset, to_rgb, vision_data
-from al.errors import ConfigError
+from al.data.vision import (
+    ImageFileInputs,
+    image_transforms,
+    missing_dataset,
+    read_image,
+    vision_data,
+)
+from al.errors import ConfigError, DataError
 
+log = logging.getLogger(__name__)
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+class ImageFiles(Dataset):
+    """Labeled image files as `(PIL image, label)`: the test sets of class folders."""
+
+    def __init__(self, paths: Sequence[str], labels: np.ndarray) -> None:
+        self.paths, self.labels = list(paths), np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        return read_image(self.paths[index]), int(self.labels[index])
+
+
+def class_folder(folder: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """(class names, image paths, labels) of `folder/<class>/*`, sorted as torchvision's
+    ImageFolder; an empty class folder or a folder without classes is a DataError."""
+    try:
+        classes, class_to_index = find_classes(str(folder))
+    except FileNotFoundError:
+        raise DataError(
+            f"{folder} holds no class folders: put the images of each class in "
+            f"{folder}/<class>/ (extensions {', '.join(IMG_EXTENSIONS)})"
+        ) from None
+    samples = make_dataset(str(folder), class_to_index, IMG_EXTENSIONS, allow_empty=True)
+    paths = [path for path, _ in samples]
+    labels = np.array([label for _, label in samples], dtype=np.int64)
+    empty = [name for name in classes if class_to_index[name] not in set(labels.tolist())]
+    if empty:
+        raise DataError(
+            f"class folder(s) {', '.join(str(folder / name) for name in empty)} hold no images "
+            f"({', '.join(IMG_EXTENSIONS)}): add images or remove the empty folder(s)"
+        )
+    return classes, paths, labels
 
 
 def caltech101(
@@ -36,37 +84,47 @@ def caltech101(
         raise missing_dataset(
             "caltech101", folder.resolve(), "one folder of .jpg images per category"
         )
-    images = datasets.ImageFolder(str(folder))
-    targets = np.asarray(images.targets)
+    classes, paths, targets = class_folder(folder)
     pool_ids, test_ids = train_test_split(
         np.arange(len(targets)), test_size=test_size, stratify=targets, random_state=split_seed
     )
     pool_ids, test_ids = np.sort(pool_ids), np.sort(test_ids)
     transforms = image_transforms(*IMAGENET_STATS, flip=True, size=image_size, rgb=True)
-    pool, test = Subset(images, pool_ids), Subset(images, test_ids)
-    return vision_data(pool, test, targets[pool_ids], len(images.classes), transforms)
+    pool = ImageFileInputs([paths[i] for i in pool_ids])
+    test = Subset(ImageFiles(paths, targets), test_ids)
+    return vision_data(pool, test, targets[pool_ids], len(classes), transforms)
 
 
 def image_folder(
-    root: str, image_size: int = 32, test_fraction: float = 0.2, split_seed: int = 0
+    root: str,
+    image_size: int = 32,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    skip_bad_files: bool = False,
 ) -> ALData:
     """`root/train/<class>/*` and `root/test/<class>/*` (without a test folder: a seeded,
     stratified `test_fraction` of train), resized to `image_size`, RGB, flip for training,
-    normalised by the pool's per-channel statistics (cached in `root`)."""
+    normalised by the pool's per-channel statistics.
+
+    Every image is decoded once when the folder is first used (the result and the statistics
+    are cached in `root`, keyed by the files' names, sizes and times): an unreadable file stops
+    the run with its path, or is left out with a warning under `skip_bad_files`.
+    """
     train_dir, test_dir = Path(root) / "train", Path(root) / "test"
     if not train_dir.is_dir():
         raise ConfigError(
             f"dataset 'image_folder' not found: looked in {train_dir.resolve()} for one folder "
             "of images per class (and optionally test/<class>/); set dataset.root to the folder"
         )
-    images = datasets.ImageFolder(str(train_dir))
-    targets = np.asarray(images.targets)
+    classes, paths, targets = class_folder(train_dir)
     if test_dir.is_dir():
-        pool, test = images, datasets.ImageFolder(str(test_dir))
-        if test.classes != images.classes:
-            raise ConfigError(
-                f"{test_dir} has classes {test.classes} but {train_dir} has {images.classes}"
+        test_classes, test_paths, test_targets = class_folder(test_dir)
+        if test_classes != classes:
+            raise DataError(
+                f"{test_dir} has classes {test_classes} but {train_dir} has {classes}: give "
+                "both the same class folders"
             )
+        pool_ids = np.arange(len(paths))
     else:
         pool_ids, test_ids = train_test_split(
             np.arange(len(targets)),
@@ -74,30 +132,87 @@ def image_folder(
             stratify=targets,
             random_state=split_seed,
         )
-        pool, test = Subset(images, np.sort(pool_ids)), Subset(images, np.sort(test_ids))
-        targets = targets[np.sort(pool_ids)]
-    mean, std = pool_statistics(
-        pool, image_size, Path(root) / f".al-normalization-{image_size}.json"
-    )
-    transforms = image_transforms(mean, std, flip=True, size=image_size, rgb=True)
-    return vision_data(pool, test, targets, len(images.classes), transforms)
+        pool_ids = np.sort(pool_ids)
+        test_paths, test_targets = [paths[i] for i in np.sort(test_ids)], targets[np.sort(test_ids)]
+    pool_paths, pool_targets = [paths[i] for i in pool_ids], targets[pool_ids]
+    scan = scanned(Path(root), pool_paths, test_paths, image_size)
+    pool_paths, pool_targets = drop_bad(pool_paths, pool_targets, scan["bad"], skip_bad_files)
+    test_paths, test_targets = drop_bad(test_paths, test_targets, scan["bad"], skip_bad_files)
+    transforms = image_transforms(scan["mean"], scan["std"], flip=True, size=image_size, rgb=True)
+    test = ImageFiles(test_paths, test_targets)
+    return vision_data(ImageFileInputs(pool_paths), test, pool_targets, len(classes), transforms)
 
 
-def pool_statistics(pool: Dataset, image_size: int, cache: Path) -> tuple[list, list]:
-    """Per-channel mean and std of the pool's resized RGB images, cached by pool size."""
+def drop_bad(
+    paths: list[str], targets: np.ndarray, bad: list[str], skip: bool
+) -> tuple[list[str], np.ndarray]:
+    """`paths` without the unreadable ones (with a warning), or a DataError naming them."""
+    bad = set(bad)
+    keep = [i for i, path in enumerate(paths) if path not in bad]
+    if len(keep) == len(paths):
+        return paths, targets
+    dropped = [path for path in paths if path in bad]
+    if not skip:
+        raise DataError(
+            f"{len(dropped)} unreadable image file(s), e.g. {dropped[0]}: replace or delete "
+            "them, or rerun with dataset.skip_bad_files=true to leave them out"
+        )
+    log.warning("Skipping %d unreadable image file(s), e.g. %s", len(dropped), dropped[0])
+    return [paths[i] for i in keep], targets[keep]
+
+
+def scanned(root: Path, pool_paths: list[str], test_paths: list[str], image_size: int) -> dict:
+    """The unreadable files among pool and test, and the pool's per-channel mean and std of its
+    resized RGB images; cached in `root` for unchanged files."""
+    cache = root / f".al-normalization-{image_size}.json"
+    key = files_fingerprint([*pool_paths, *test_paths])
     if cache.exists():
         saved = json.loads(cache.read_text())
-        if saved["images"] == len(pool):
-            return saved["mean"], saved["std"]
-    to_tensor = T.Compose([to_rgb, T.Resize((image_size, image_size)), T.ToTensor()])
+        if saved.get("fingerprint") == key:
+            return saved
+    bad = [path for path in test_paths if not readable(path)]
+    pool_bad, mean, std = pool_statistics(pool_paths, image_size)
+    result = {"fingerprint": key, "images": len(pool_paths) - len(pool_bad)}
+    result |= {"bad": pool_bad + bad, "mean": mean, "std": std}
+    try:
+        cache.write_text(json.dumps(result))
+    except OSError as error:
+        log.warning("Could not cache the image scan in %s (%s); it reruns next time", cache, error)
+    return result
+
+
+def files_fingerprint(paths: list[str]) -> str:
+    """A digest of the files' paths, sizes and modification times."""
+    digest = hashlib.sha256()
+    for path in paths:
+        status = os.stat(path)
+        digest.update(f"{path}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def readable(path: str) -> bool:
+    try:
+        read_image(path)
+    except DataError:
+        return False
+    return True
+
+
+def pool_statistics(paths: list[str], image_size: int) -> tuple[list[str], list, list]:
+    """(unreadable paths, per-channel mean, per-channel std) of the readable images, resized
+    to `image_size` and in RGB."""
+    to_tensor = T.Compose([T.Resize((image_size, image_size)), T.ToTensor()])
     total, total_squares = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
-    for image, _ in pool:
-        pixels = to_tensor(image).double().flatten(1)
+    bad = []
+    for path in paths:
+        try:
+            pixels = to_tensor(read_image(path)).double().flatten(1)
+        except DataError:
+            bad.append(path)
+            continue
         total += pixels.sum(1)
         total_squares += pixels.square().sum(1)
-    count = len(pool) * image_size * image_size
+    count = max(1, len(paths) - len(bad)) * image_size * image_size
     mean = total / count
     std = (total_squares / count - mean.square()).clamp(min=1e-12).sqrt()
-    mean, std = mean.tolist(), std.tolist()
-    cache.write_text(json.dumps({"images": len(pool), "mean": mean, "std": std}))
-    return mean, std
+    return bad, mean.tolist(), std.tolist()

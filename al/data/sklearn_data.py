@@ -7,7 +7,7 @@ import torch
 from sklearn.datasets import load_digits, make_moons
 from sklearn.model_selection import train_test_split
 
-from al.data.base import ALData, ArrayDataset
+from al.data.base import ALData, ArrayDataset, PoolInputs, TensorInputs
 
 
 def digits(test_size: int = 500, split_seed: int = 0) -> ALData:
@@ -21,9 +21,9 @@ def digits(test_size: int = 500, split_seed: int = 0) -> ALData:
         images, bunch.target, test_size=test_size, stratify=bunch.target, random_state=split_seed
     )
     mean, std = pool_x.mean(), pool_x.std()
-    pool = ArrayDataset(torch.from_numpy((pool_x - mean) / std), torch.from_numpy(pool_y))
+    pool = PoolInputs(TensorInputs(torch.from_numpy((pool_x - mean) / std)))
     test = ArrayDataset(torch.from_numpy((test_x - mean) / std), torch.from_numpy(test_y))
-    return ALData(pool, pool, test, np.asarray(pool_y), num_classes=10)
+    return ALData(pool, test, np.asarray(pool_y), num_classes=10)
 
 
 def moons(
@@ -39,7 +39,7 @@ def moons(
     """
     pool = _moons_dataset(pool_counts, noise, pool_seed)
     test = _moons_dataset(test_counts, noise, test_seed)
-    return ALData(pool, pool, test, pool.y.numpy(), num_classes=2)
+    return ALData(PoolInputs(TensorInputs(pool.x)), test, pool.y.numpy(), num_classes=2)
 
 
 def _moons_dataset(counts: tuple[int, int], noise: float, seed: int) -> ArrayDataset:

@@ -8,11 +8,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Subset
 from torchvision import datasets
 
 from al.data.base import ALData
-from al.data.vision import image_transforms, missing_dataset, vision_data
+from al.data.vision import ImageArrayInputs, image_transforms, missing_dataset, vision_data
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))  # the TA-VAAL code's
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
@@ -44,7 +43,8 @@ def mnist(root: str, download: bool = False) -> ALData:
         load(datasets.MNIST, "mnist", root, expected, train=split, download=download)
         for split in (True, False)
     )
-    return vision_data(pool, test, pool.targets.numpy(), 10, image_transforms(*MNIST_STATS))
+    inputs = ImageArrayInputs(pool.data.numpy())
+    return vision_data(inputs, test, pool.targets.numpy(), 10, image_transforms(*MNIST_STATS))
 
 
 def fashion_mnist(
@@ -69,7 +69,8 @@ def fashion_mnist(
         for split in (True, False)
     )
     transforms = image_transforms(*FASHION_MNIST_STATS)
-    return vision_data(pool, test, pool.targets.numpy(), 10, transforms)
+    inputs = ImageArrayInputs(pool.data.numpy())
+    return vision_data(inputs, test, pool.targets.numpy(), 10, transforms)
 
 
 def unpack_idx(source: Path, destination: Path) -> None:
@@ -99,12 +100,12 @@ def cifar10(
         load(datasets.CIFAR10, "cifar10", root, expected, train=split, download=download)
         for split in (True, False)
     )
-    targets = np.asarray(pool.targets)
+    images, targets = pool.data, np.asarray(pool.targets)
     if reduced_classes:
         keep = imbalanced_indices(targets, reduced_classes, reduced_size, imbalance_seed)
-        pool, targets = Subset(pool, keep), targets[keep]
+        images, targets = images[keep], targets[keep]
     transforms = image_transforms(*CIFAR10_STATS, crop_padding=4, flip=True)
-    return vision_data(pool, test, targets, 10, transforms)
+    return vision_data(ImageArrayInputs(images), test, targets, 10, transforms)
 
 
 def imbalanced_indices(targets: np.ndarray, classes: int, size: int, seed: int) -> np.ndarray:
@@ -127,7 +128,7 @@ def cifar100(root: str, download: bool = False) -> ALData:
         for split in (True, False)
     )
     transforms = image_transforms(*CIFAR100_STATS, crop_padding=4, flip=True)
-    return vision_data(pool, test, pool.targets, 100, transforms)
+    return vision_data(ImageArrayInputs(pool.data), test, pool.targets, 100, transforms)
 
 
 def svhn(root: str, download: bool = False) -> ALData:
@@ -137,4 +138,5 @@ def svhn(root: str, download: bool = False) -> ALData:
         for split in ("train", "test")
     )
     transforms = image_transforms(*SVHN_STATS, crop_padding=4)
-    return vision_data(pool, test, pool.labels, 10, transforms)
+    images = ImageArrayInputs(pool.data.transpose(0, 2, 3, 1))  # stored N×C×H×W
+    return vision_data(images, test, pool.labels, 10, transforms)

@@ -11,12 +11,51 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from al.data.base import ALData
-from al.errors import ConfigError
+from al.data.base import ALData, PoolInputs
+from al.errors import ConfigError, DataError
+
+
+class ImageArrayInputs(Dataset):
+    """uint8 images `array[i]` (N×H×W grayscale or N×H×W×C colour) as PIL images; no labels."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = np.asarray(array)
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, index: int) -> Image.Image:
+        return Image.fromarray(self.array[index])
+
+
+class ImageFileInputs(Dataset):
+    """Image files `paths[i]` decoded to RGB PIL images; no labels. A file that cannot be read
+    stops the run with its path."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Image.Image:
+        return read_image(self.paths[index])
+
+
+def read_image(path: str) -> Image.Image:
+    """The fully decoded RGB image at `path`, or a DataError naming the file and the fix."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as error:
+        raise DataError(
+            f"cannot read image {path} ({error}): replace or delete the file, or rerun with "
+            "dataset.skip_bad_files=true to leave unreadable files out"
+        ) from None
 
 
 class TransformedView(Dataset):
-    """`base[i]` = (image, label) with `transform` applied to the image."""
+    """`base[i]` = (image, label) with `transform` applied to the image (labeled test sets)."""
 
     def __init__(self, base: Dataset, transform: Callable) -> None:
         self.base, self.transform = base, transform
@@ -54,17 +93,17 @@ def image_transforms(
 
 
 def vision_data(
-    pool: Dataset,
+    pool_inputs: Dataset,
     test: Dataset,
     pool_targets: Sequence[int],
     num_classes: int,
     transforms: tuple[Callable, Callable],
 ) -> ALData:
-    """ALData over a pool and a test set that yield (PIL image, label)."""
+    """ALData over pool inputs that yield PIL images (no labels) and a test set that yields
+    (PIL image, label)."""
     train_transform, eval_transform = transforms
     return ALData(
-        pool_train=TransformedView(pool, train_transform),
-        pool_eval=TransformedView(pool, eval_transform),
+        pool=PoolInputs(pool_inputs, train_transform, eval_transform),
         test=TransformedView(test, eval_transform),
         pool_targets=np.asarray(pool_targets, dtype=np.int64),
         num_classes=num_classes,

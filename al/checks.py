@@ -1,0 +1,40 @@
+"""The run's own config values, checked before anything is written: each bad value raises one
+ConfigError naming the key as the user types it and a value that works."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from al.budget import Budget
+from al.errors import ConfigError
+
+EVAL_MODELS = ("last", "best_val")
+
+
+def check_config(cfg: DictConfig) -> Budget:
+    """Check the loop's keys; return the (unresolved) budget."""
+    check_integer("seed", cfg.seed, minimum=0, example="seed=0")
+    check_integer("loader.batch_size", cfg.loader.batch_size, minimum=1, example="32")
+    check_integer("loader.eval_batch_size", cfg.loader.eval_batch_size, minimum=1, example="256")
+    check_integer("loader.num_workers", cfg.loader.num_workers, minimum=0, example="0")
+    if cfg.eval_model not in EVAL_MODELS:
+        raise ConfigError(
+            f"eval_model={cfg.eval_model!r} is not one of {', '.join(EVAL_MODELS)}: "
+            "e.g. eval_model=last"
+        )
+    if not isinstance(cfg.reinit_each_stage, bool):
+        raise ConfigError(f"reinit_each_stage={cfg.reinit_each_stage!r} must be true or false")
+    max_epochs = cfg.trainer.get("max_epochs")
+    if max_epochs is not None:
+        example = "10 (train at least one epoch)"
+        check_integer("trainer.max_epochs", max_epochs, minimum=1, example=example)
+    return Budget(**cfg.budget)
+
+
+def check_integer(key: str, value: Any, minimum: int, example: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        bound = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+        fix = example if "=" in example else f"{key}={example}"
+        raise ConfigError(f"{key}={value!r} must be {bound}: e.g. {fix}")

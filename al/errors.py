@@ -30,16 +30,27 @@ class NonFiniteLossError(UserError, FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+class StorageError(UserError):
+    """The run directory cannot be written: a full disk or quota."""
+
+
+def storage_error(path: Path, error: OSError) -> StorageError:
+    return StorageError(
+        f"cannot write {path}: {error.strerror}. Free some space and rerun the same command: it "
+        "resumes after the last finished stage"
+    )
+
+
 class RunDirectoryBusy(UserError):
     """Another live process holds the run directory."""
 
 
 def build(node: Any, **kwargs: Any) -> Any:
-    """`hydra.utils.instantiate`, letting a ConfigError through unwrapped so its message leads."""
+    """`hydra.utils.instantiate`, letting a UserError through unwrapped so its message leads."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as error:
-        if isinstance(error.__cause__, ConfigError):
+        if isinstance(error.__cause__, UserError):
             raise error.__cause__ from None
         raise
 

@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from al.errors import RunDirectoryBusy
+from al.errors import RunDirectoryBusy, storage_error
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
 NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 def holder_line() -> str:
@@ -104,9 +105,17 @@ class RunDirectoryLock:
         self.write_holder()
 
     def write_holder(self) -> None:
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, holder_line().encode(), 0)
-        os.fsync(self.fd)
+        """Record this process as the holder; on failure (a full disk) let the lock go."""
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, holder_line().encode(), 0)
+            os.fsync(self.fd)
+        except OSError as error:
+            os.close(self.fd)
+            self.fd = None
+            if error.errno not in DISK_FULL:
+                raise
+            raise storage_error(self.path, error) from None
 
     def release(self) -> None:
         """Empty the record (a clean exit), then unlock."""

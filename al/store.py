@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from al.distributed import is_global_zero
-from al.errors import ConfigError, DataError
+from al.errors import ConfigError, DataError, storage_error
 
 log = logging.getLogger(__name__)
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
@@ -177,9 +177,7 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode())
 
 
 class DamagedSnapshot(Exception):
@@ -231,13 +229,20 @@ def unused_path(path: Path) -> Path:
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write a temporary file, flush it to disk, then rename it over `path`."""
+    """Write a temporary file, flush it to disk, then rename it over `path`; a full disk is a
+    StorageError that says how to go on."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        tmp.unlink(missing_ok=True)
+        raise storage_error(path, error) from None
 
 
 @contextmanager

@@ -136,29 +136,31 @@ def image_folder(
         test_paths, test_targets = [paths[i] for i in np.sort(test_ids)], targets[np.sort(test_ids)]
     pool_paths, pool_targets = [paths[i] for i in pool_ids], targets[pool_ids]
     scan = scanned(Path(root), pool_paths, test_paths, image_size)
-    pool_paths, pool_targets = drop_bad(pool_paths, pool_targets, scan["bad"], skip_bad_files)
-    test_paths, test_targets = drop_bad(test_paths, test_targets, scan["bad"], skip_bad_files)
+    check_bad(scan["bad"], skip_bad_files)
+    pool_paths, pool_targets = without_bad(pool_paths, pool_targets, set(scan["bad"]))
+    test_paths, test_targets = without_bad(test_paths, test_targets, set(scan["bad"]))
     transforms = image_transforms(scan["mean"], scan["std"], flip=True, size=image_size, rgb=True)
     test = ImageFiles(test_paths, test_targets)
     return vision_data(ImageFileInputs(pool_paths), test, pool_targets, len(classes), transforms)
 
 
-def drop_bad(
-    paths: list[str], targets: np.ndarray, bad: list[str], skip: bool
+def without_bad(
+    paths: list[str], targets: np.ndarray, bad: set[str]
 ) -> tuple[list[str], np.ndarray]:
-    """`paths` without the unreadable ones (with a warning), or a DataError naming them."""
-    bad = set(bad)
     keep = [i for i, path in enumerate(paths) if path not in bad]
-    if len(keep) == len(paths):
-        return paths, targets
-    dropped = [path for path in paths if path in bad]
+    return [paths[i] for i in keep], targets[keep]
+
+
+def check_bad(bad: list[str], skip: bool) -> None:
+    """Stop naming the unreadable files, or (under `skip`) warn with their count."""
+    if not bad:
+        return
     if not skip:
         raise DataError(
-            f"{len(dropped)} unreadable image file(s), e.g. {dropped[0]}: replace or delete "
+            f"{len(bad)} unreadable image file(s), e.g. {sorted(bad)[0]}: replace or delete "
             "them, or rerun with dataset.skip_bad_files=true to leave them out"
         )
-    log.warning("Skipping %d unreadable image file(s), e.g. %s", len(dropped), dropped[0])
-    return [paths[i] for i in keep], targets[keep]
+    log.warning("Skipping %d unreadable image file(s), e.g. %s", len(bad), sorted(bad)[0])
 
 
 def scanned(root: Path, pool_paths: list[str], test_paths: list[str], image_size: int) -> dict:

@@ -76,7 +76,9 @@ class ClassifierModule(pl.LightningModule):
         self.lpm = LossPredictionSettings(**(loss_prediction or {}))
         self.loss_predictor = None
         if train_loss_prediction:
-            self.loss_predictor = LossPredictionModule(backbone.stage_channels, self.lpm.hidden)
+            self.loss_predictor = LossPredictionModule(
+                backbone.stage_channels, self.lpm.hidden, self.lpm.stages
+            )
         self.isda = IsdaSettings(**(isda or {}))
         self.covariance = None
         if self.isda.enabled:

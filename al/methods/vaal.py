@@ -28,7 +28,8 @@ class VaalSelector(Selector):
     """`latent_dim`, `beta` (β), `lambda_adv` (λ), learning rates, `epochs_v` passes over
     labeled ∪ candidates in `batch_size` batches, `vae_steps` per discriminator step, `kl`
     sum (VAAL code) or mean (TA-VAAL code); the VAE's `image_size`, conv `channels`,
-    `mlp_hidden` (vector data) and the discriminator's `discriminator_hidden`."""
+    `mlp_hidden` (vector data) and the discriminator's `discriminator_hidden` width and
+    `discriminator_layers` linear layers (3 in both codes; TA-VAAL §4.1's toy: 2)."""
 
     rank_conditioned = False
 
@@ -48,16 +49,23 @@ class VaalSelector(Selector):
         channels: Sequence[int] = (128, 256, 512, 1024),
         mlp_hidden: int = 64,
         discriminator_hidden: int = 512,
+        discriminator_layers: int = 3,
     ) -> None:
         super().__init__()
         if kl not in KL_REDUCTIONS:
             raise ConfigError(f"kl={kl!r} is not one of {KL_REDUCTIONS}")
+        if discriminator_layers < 2:
+            raise ConfigError(
+                f"discriminator_layers={discriminator_layers}: the discriminator needs at least "
+                "2 linear layers (one hidden layer)"
+            )
         self.input_shape, self.latent_dim = list(input_shape), latent_dim
         self.beta, self.lambda_adv, self.kl = beta, lambda_adv, kl
         self.lr_vae, self.lr_discriminator = lr_vae, lr_discriminator
         self.epochs_v, self.batch_size, self.vae_steps = epochs_v, batch_size, vae_steps
         self.vae_sizes = {"image_size": image_size, "channels": channels, "hidden": mlp_hidden}
         self.discriminator_hidden = discriminator_hidden
+        self.discriminator_layers = discriminator_layers
 
     def select(
         self, module: pl.LightningModule, request: SelectionRequest
@@ -65,7 +73,10 @@ class VaalSelector(Selector):
         torch.manual_seed(request.seed)
         vae = build_vae(self.input_shape, self.latent_dim, self.rank_conditioned, **self.vae_sizes)
         discriminator = Discriminator(
-            self.latent_dim, self.discriminator_hidden, self.rank_conditioned
+            self.latent_dim,
+            self.discriminator_hidden,
+            self.rank_conditioned,
+            self.discriminator_layers,
         )
         vae, discriminator = vae.to(module.device), discriminator.to(module.device)
         _, labeled = collect(request.labeled, vae.prepare, module.device)

@@ -9,33 +9,65 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from al.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class LossPredictionSettings:
-    """`hidden` width per stage; loss weight `eta` (η); hinge `margin` (ξ); `detach_epoch`:
-    the last epoch whose module gradient reaches the backbone (None = 60 % of the epochs)."""
+    """`hidden` width per stage (None: no per-stage layer); loss weight `eta` (η); hinge
+    `margin` (ξ); `detach_epoch`: the last epoch whose module gradient reaches the backbone
+    (None = 60 % of the epochs); `stages`: the backbone stage outputs it reads (None = all)."""
 
-    hidden: int = 128
+    hidden: int | None = 128
     eta: float = 1.0
     margin: float = 1.0
     detach_epoch: int | None = None
+    stages: Sequence[int] | None = None
 
 
 class LossPredictionModule(nn.Module):
-    """Per stage output: global average pool → Linear(C_i → hidden) → ReLU; concatenate →
-    Linear(→ 1). Returns one predicted loss per sample, no output activation."""
+    """Yoo & Kweon's module: per read stage output, global average pool → Linear(C_i → hidden)
+    → ReLU; concatenate → Linear(→ 1). `hidden=None` drops the per-stage layers: one
+    Linear(ΣC_i → 1), TA-VAAL §4.1's "single layer perceptron". `stages` picks the stage
+    outputs read (None = all; TA-VAAL §4.1: the mid-layer). One predicted loss per sample, no
+    output activation."""
 
-    def __init__(self, stage_channels: Sequence[int], hidden: int = 128) -> None:
+    def __init__(
+        self,
+        stage_channels: Sequence[int],
+        hidden: int | None = 128,
+        stages: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
-        self.heads = nn.ModuleList(
-            nn.Sequential(nn.Linear(channels, hidden), nn.ReLU()) for channels in stage_channels
-        )
-        self.out = nn.Linear(hidden * len(stage_channels), 1)
+        self.stages = read_stages(len(stage_channels), stages)
+        channels = [stage_channels[i] for i in self.stages]
+        if hidden is None:
+            self.heads = nn.ModuleList(nn.Identity() for _ in channels)
+            self.out = nn.Linear(sum(channels), 1)
+        else:
+            self.heads = nn.ModuleList(
+                nn.Sequential(nn.Linear(width, hidden), nn.ReLU()) for width in channels
+            )
+            self.out = nn.Linear(hidden * len(channels), 1)
 
     def forward(self, stages: Sequence[torch.Tensor]) -> torch.Tensor:
-        pooled = [s.flatten(2).mean(2) if s.dim() > 2 else s for s in stages]
+        read = [stages[i] for i in self.stages]
+        pooled = [s.flatten(2).mean(2) if s.dim() > 2 else s for s in read]
         hidden = [head(p) for head, p in zip(self.heads, pooled, strict=True)]
         return self.out(torch.cat(hidden, dim=1)).squeeze(1)
+
+
+def read_stages(count: int, stages: Sequence[int] | None) -> list[int]:
+    """The indices of the `count` backbone stage outputs the module reads (None = all)."""
+    if stages is None:
+        return list(range(count))
+    chosen = [int(i) for i in stages]
+    if not chosen or any(not 0 <= i < count for i in chosen):
+        raise ConfigError(
+            f"loss_prediction.stages={chosen} must name some of the backbone's {count} stage "
+            f"outputs (0 … {count - 1}), or be null for all"
+        )
+    return chosen
 
 
 def default_detach_epoch(max_epochs: int) -> int:

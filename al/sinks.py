@@ -8,6 +8,7 @@ run hands the sink the records of its finished stages.
 from __future__ import annotations
 
 import csv
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import pytorch_lightning as pl
 
 from al.store import best_effort
+
+log = logging.getLogger(__name__)
 
 
 class Sink:
@@ -78,6 +81,7 @@ class WandbSink(Sink):
             dir=str(run_dir),
             id=id_path.read_text().strip(),
             resume="allow",
+            settings=wandb.Settings(silent=True),  # the run prints one line of its own at the end
         )
         self.run.define_metric("al/epoch")
         self.run.define_metric("train/*", step_metric="al/epoch")
@@ -96,8 +100,12 @@ class WandbSink(Sink):
         self.run.log(stage_scalars(record))
 
     def finish(self) -> None:
-        if self.run is not None:
-            self.run.finish()
+        if self.run is None:
+            return
+        run_dir = Path(self.run.dir).parent
+        self.run.finish()
+        if self.settings["mode"] == "offline":
+            log.info("W&B offline run: upload with `wandb sync %s`", run_dir)
 
 
 class CsvSink(Sink):

@@ -17,6 +17,7 @@ from fake_data import (
     write_image_folders,
     write_svhn,
 )
+from PIL import Image
 from torchvision import datasets
 
 from al.data import datamodule_for
@@ -206,3 +207,23 @@ def test_selectors_see_test_time_transforms_and_training_sees_augmentation(fake_
     loader = datamodule.inputs_loader([3, 7])
     x, indices = next(iter(loader))
     assert torch.equal(x[0], eval_reads[0]) and indices.tolist() == [3, 7]
+
+
+@pytest.mark.parametrize("padding", [2, 4])
+def test_crop_padding_crops_32_pixels_from_the_padded_image(fake_root, padding):
+    """One white pixel in the corner lands 0 … padding pixels in: 2 = TA-VAAL §4.2's 36×36."""
+    data = cifar10(str(fake_root), crop_padding=padding)
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[0, 0] = 255
+    torch.manual_seed(0)
+    rows, cols = set(), set()
+    for _ in range(300):
+        x = data.pool.train_transform(Image.fromarray(image))[0]
+        assert x.shape == (32, 32)
+        if x.max() > x.min():  # the pixel was not cropped away
+            [[row, col]] = torch.nonzero(x == x.max()).tolist()
+            rows.add(row)
+            cols.add(min(col, 31 - col))  # undo the horizontal flip
+    assert max(rows) == max(cols) == padding
+    cfg = compose_config("dataset=cifar10", "dataset.crop_padding=2")
+    assert cfg.dataset.build.crop_padding == 2

@@ -12,7 +12,7 @@ from al.methods.classifier import ClassifierModule
 from al.models.backbone import BackboneOutput
 from al.models.loss_prediction import (
     LossPredictionModule,
-    default_detach_epoch,
+    LossPredictionSettings,
     flipped_pairs,
     hinge_pair_loss,
     ranking_pair_loss,
@@ -59,36 +59,44 @@ def test_module_maps_stage_outputs_to_one_loss_per_sample():
     assert module.out.in_features == 256
 
 
-def test_default_detach_epoch_is_sixty_percent():
-    assert default_detach_epoch(200) == 120
-    assert default_detach_epoch(50) == 30
+def test_joint_training_ends_at_the_switch_epoch_or_fraction():
+    assert LossPredictionSettings().last_joint_epoch(200) == 120  # both codes
+    assert LossPredictionSettings().last_joint_epoch(50) == 30
+    assert LossPredictionSettings(switch_fraction=0.8).last_joint_epoch(200) == 160  # Alg. 1
+    assert LossPredictionSettings(switch_epoch=7).last_joint_epoch(200) == 7
+    with pytest.raises(ConfigError, match=r"loss_prediction\.schedule='later'"):
+        LossPredictionSettings(schedule="later")
+    with pytest.raises(ConfigError, match=r"loss_prediction.switch_fraction=1.5"):
+        LossPredictionSettings(switch_fraction=1.5)
 
 
-def lpm_module(detach_epoch: int, pair_loss: str = "hinge") -> ClassifierModule:
+def lpm_module(
+    switch_epoch: int | None, pair_loss: str = "hinge", schedule: str = "detach"
+) -> ClassifierModule:
     torch.manual_seed(0)
     return ClassifierModule(
         MLP([2], 3),
         torch.optim.SGD,
         num_classes=3,
-        loss_prediction={"detach_epoch": detach_epoch, "eta": 1.0},
+        loss_prediction={"switch_epoch": switch_epoch, "eta": 1.0, "schedule": schedule},
         train_loss_prediction=True,
         pair_loss=pair_loss,
     )
 
 
-def pair_loss_gradients(module: ClassifierModule, epoch: int):
+def pair_loss_gradients(module: ClassifierModule, epoch: int, max_epochs: int = 200):
     module.zero_grad()
     x, y = torch.randn(8, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     out: BackboneOutput = module.backbone(x)
-    module.training_losses(out, y, epoch, 200)["pair"].backward()
+    module.training_losses(out, y, epoch, max_epochs)["pair"].backward()
     backbone = [p.grad for p in module.backbone.layers.parameters()]
     predictor = [p.grad for p in module.loss_predictor.parameters()]
     return backbone, predictor
 
 
 @pytest.mark.parametrize("pair_loss", ["hinge", "ranking"])
-def test_gradient_reaches_the_backbone_only_until_the_detach_epoch(pair_loss):
-    module = lpm_module(detach_epoch=5, pair_loss=pair_loss)
+def test_gradient_reaches_the_backbone_only_until_the_switch_epoch(pair_loss):
+    module = lpm_module(switch_epoch=5, pair_loss=pair_loss)
     backbone, predictor = pair_loss_gradients(module, epoch=5)
     assert any(g is not None and g.abs().sum() > 0 for g in backbone)
     backbone, predictor = pair_loss_gradients(module, epoch=6)
@@ -96,11 +104,21 @@ def test_gradient_reaches_the_backbone_only_until_the_detach_epoch(pair_loss):
     assert any(g is not None and g.abs().sum() > 0 for g in predictor)
 
 
+def test_freeze_stops_training_the_module_after_the_switch_epoch():
+    module = lpm_module(switch_epoch=5, schedule="freeze")
+    backbone, predictor = pair_loss_gradients(module, epoch=5)
+    assert any(g is not None and g.abs().sum() > 0 for g in backbone)
+    assert any(g is not None and g.abs().sum() > 0 for g in predictor)
+    out = module.backbone(torch.randn(8, 2))
+    losses = module.training_losses(out, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]), 6, 200)
+    assert set(losses) == {"ce"}  # epoch 6: the task learner alone, the module untouched
+
+
 def test_unknown_pair_loss_and_missing_predictor_are_refused():
     with pytest.raises(ConfigError, match="pair_loss='l2'"):
-        lpm_module(detach_epoch=1, pair_loss="l2")
+        lpm_module(switch_epoch=1, pair_loss="l2")
     plain = ClassifierModule(MLP([2], 3), torch.optim.SGD, num_classes=3)
     with pytest.raises(ConfigError, match="train_loss_prediction=true"):
         plain.predicted_loss(torch.randn(2, 2))
     with pytest.raises(ConfigError, match=r"needs trainer\.max_epochs"):
-        lpm_module(detach_epoch=None).detach_after(max_epochs=-1)
+        pair_loss_gradients(lpm_module(switch_epoch=None), epoch=0, max_epochs=-1)

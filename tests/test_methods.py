@@ -45,7 +45,7 @@ def test_lpm_on_all_methods_reproduces_the_ta_vaal_code(method):
     plain = compose_config(f"method={method}")
     assert build_module(plain, 10).loss_predictor is None
     buggy = compose_config(
-        f"method={method}", "lpm_on_all_methods=true", "loss_prediction.detach_epoch=10"
+        f"method={method}", "lpm_on_all_methods=true", "loss_prediction.switch_epoch=10"
     )
     module = build_module(buggy, 10)
     assert module.loss_predictor is not None and module.pair_loss == "hinge"

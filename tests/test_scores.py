@@ -61,3 +61,21 @@ def test_top_k_returns_scores_with_global_indices():
     indices, scores = top_k(torch.tensor([7, 3, 9]), torch.tensor([0.25, 0.75, 0.5]), 2)
     assert indices.tolist() == [3, 9]
     assert scores.tolist() == [0.75, 0.5]
+
+
+def test_maxp_ranks_by_the_max_probability_from_either_end():
+    from al.errors import ConfigError
+    from al.methods.least_confidence import MaxProbabilitySelector
+
+    indices = torch.arange(4)
+    highest = MaxProbabilitySelector("highest").score_probabilities(PROBS)
+    lowest = MaxProbabilitySelector("lowest").score_probabilities(PROBS)
+    assert top_k(indices, highest, 2)[0].tolist() == [0, 1]  # the most confident first
+    assert top_k(indices, lowest, 2)[0].tolist() == [3, 2]  # = least confidence
+    assert torch.equal(lowest, least_confidence(PROBS))
+    try:
+        MaxProbabilitySelector("middle")
+    except ConfigError as error:
+        assert "method.selector.direction='middle'" in str(error)
+    else:
+        raise AssertionError("an unknown direction must be refused")

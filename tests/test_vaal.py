@@ -79,7 +79,7 @@ def test_the_least_labeled_looking_candidates_are_picked():
         discriminator_hidden=16,
         lr_vae=0.01,
         lr_discriminator=0.01,
-        epochs_v=60,
+        epochs_v=120,
         batch_size=16,
     )
     request, elsewhere = two_pools_request(query=10)
@@ -157,3 +157,47 @@ def test_sraal_splits_the_latent_and_stacks_five_layers():
     )
     with pytest.raises(ConfigError, match="latent_dim=7"):
         SraalSelector(input_shape=[2], num_classes=2, latent_dim=7)
+
+
+def test_kaiming_init_as_the_codes():
+    from al.methods.vaal import kaiming_init
+
+    torch.manual_seed(0)
+    layer, norm = torch.nn.Linear(2000, 400), torch.nn.BatchNorm1d(4)
+    torch.nn.init.constant_(norm.weight, 3.0)
+    assert layer.bias.abs().sum() > 0  # PyTorch's default draws the bias
+    layer.apply(kaiming_init)
+    norm.apply(kaiming_init)
+    assert layer.bias.abs().sum() == 0 and torch.equal(norm.weight, torch.ones(4))
+    assert layer.weight.std().item() == pytest.approx((2 / 2000) ** 0.5, rel=0.02)
+    with pytest.raises(ConfigError, match=r"method\.selector\.init='xavier'"):
+        VaalSelector([2], init="xavier")
+
+
+class RecordingSelector(TaVaalSelector):
+    """Records the inputs and U(0, 1) draws each objective sees; trains nothing."""
+
+    def vae_objective(self, vae, discriminator, x_l, x_u, decode_l, decode_u, judge_l, judge_u):
+        self.steps.append(("vae", x_l.clone(), judge_l.clone()))
+        return sum(p.sum() for p in vae.parameters()) * 0
+
+    def discriminator_objective(self, vae, discriminator, x_l, x_u, *conditions):
+        self.steps.append(("d", x_l.clone(), conditions[2].clone()))
+        return sum(p.sum() for p in discriminator.parameters()) * 0
+
+
+@pytest.mark.parametrize("discriminator_batch", ["shared", "fresh"])
+def test_the_discriminator_step_reuses_the_vae_steps_batch_or_draws_its_own(
+    discriminator_batch,
+):
+    selector = RecordingSelector(input_shape=[1], batch_size=4, epochs_v=1, vae_steps=1)
+    selector.discriminator_batch, selector.steps = discriminator_batch, []
+    vae, discriminator = MLPVAE(1, 2, rank_conditioned=True), Discriminator(2, 4, True)
+    labeled, candidates = torch.arange(8.0)[:, None], 100 + torch.arange(8.0)[:, None]
+    ranks = (torch.zeros(8), torch.zeros(8))
+    torch.manual_seed(0)
+    selector.train_adversary(vae, discriminator, labeled, candidates, ranks)
+    (_, vae_x, vae_u), (_, d_x, d_u) = selector.steps[:2]  # iteration 0: r ~ U(0, 1)
+    assert [kind for kind, _, _ in selector.steps] == ["vae", "d"] * 4
+    same = torch.equal(vae_x, d_x) and torch.equal(vae_u, d_u)
+    assert same == (discriminator_batch == "shared")

@@ -86,11 +86,13 @@ def unpack_idx(source: Path, destination: Path) -> None:
 def cifar10(
     root: str,
     download: bool = False,
+    crop_padding: int = 4,
     reduced_classes: int = 0,
     reduced_size: int | None = None,
     imbalance_seed: int = 0,
 ) -> ALData:
-    """CIFAR-10 50k pool / 10k test; random crop 32 (pad 4), flip, per-channel normalisation.
+    """CIFAR-10 50k pool / 10k test; random crop 32 (padding `crop_padding`: 4 as the codes,
+    2 as TA-VAAL §4.2's text), flip, per-channel normalisation.
 
     TA-VAAL's imbalanced variants keep `reduced_size` random images (by `imbalance_seed`) of
     each of the first `reduced_classes` classes: 5 × 500 (×10) or 5 × 50 (×100).
@@ -104,7 +106,7 @@ def cifar10(
     if reduced_classes:
         keep = imbalanced_indices(targets, reduced_classes, reduced_size, imbalance_seed)
         images, targets = images[keep], targets[keep]
-    transforms = image_transforms(*CIFAR10_STATS, crop_padding=4, flip=True)
+    transforms = image_transforms(*CIFAR10_STATS, crop_padding=crop_padding, flip=True)
     return vision_data(ImageArrayInputs(images), test, targets, 10, transforms)
 
 
@@ -120,23 +122,23 @@ def imbalanced_indices(targets: np.ndarray, classes: int, size: int, seed: int) 
     return np.sort(np.concatenate(kept))
 
 
-def cifar100(root: str, download: bool = False) -> ALData:
+def cifar100(root: str, download: bool = False, crop_padding: int = 4) -> ALData:
     """CIFAR-100 50k pool / 10k test (fine labels), CIFAR augmentation."""
     expected = "cifar-100-python/{train,test,meta}"
     pool, test = (
         load(datasets.CIFAR100, "cifar100", root, expected, train=split, download=download)
         for split in (True, False)
     )
-    transforms = image_transforms(*CIFAR100_STATS, crop_padding=4, flip=True)
+    transforms = image_transforms(*CIFAR100_STATS, crop_padding=crop_padding, flip=True)
     return vision_data(ImageArrayInputs(pool.data), test, pool.targets, 100, transforms)
 
 
-def svhn(root: str, download: bool = False) -> ALData:
+def svhn(root: str, download: bool = False, crop_padding: int = 4) -> ALData:
     """SVHN 73,257 pool / 26,032 test; random crop (no flip: digits are not symmetric)."""
     pool, test = (
         load(datasets.SVHN, "svhn", root, f"{split}_32x32.mat", split=split, download=download)
         for split in ("train", "test")
     )
-    transforms = image_transforms(*SVHN_STATS, crop_padding=4)
+    transforms = image_transforms(*SVHN_STATS, crop_padding=crop_padding)
     images = ImageArrayInputs(pool.data.transpose(0, 2, 3, 1))  # stored N×C×H×W
     return vision_data(images, test, pool.labels, 10, transforms)

@@ -28,7 +28,6 @@ from al.models.isda import (
 from al.models.loss_prediction import (
     LossPredictionModule,
     LossPredictionSettings,
-    default_detach_epoch,
     hinge_pair_loss,
     ranking_pair_loss,
 )
@@ -46,8 +45,8 @@ class ClassifierModule(pl.LightningModule):
     has none. `loss_prediction` (LossPredictionSettings) with
     `train_loss_prediction: true` trains a loss prediction module jointly:
     `mean(CE) + η·L_pair` (Yoo & Kweon Eq. 3), `pair_loss` hinge (their Eq. 2) or
-    ranking (TA-VAAL Eq. 1); after epoch `detach_epoch` (null = 60 % of the epochs,
-    120 of 200 as in the papers) the module no longer sends gradient into the backbone.
+    ranking (TA-VAAL Eq. 1); after the last joint epoch the module is detached from the
+    backbone or frozen (`loss_prediction.schedule`).
     `isda` (IsdaSettings) with `enabled: true` trains on ISDA's augmented logits, keeping
     the class-conditional feature covariance in `self.covariance` for selectors.
     """
@@ -139,24 +138,13 @@ class ClassifierModule(pl.LightningModule):
             logits = augmented_logits(logits, quadratic, y, strength)
         sample_losses = F.cross_entropy(logits, y, reduction="none")
         losses = {"ce": sample_losses.mean()}
-        if self.loss_predictor is not None:
-            stages = out.stages
-            if epoch > self.detach_after(max_epochs):
-                stages = [stage.detach() for stage in stages]
+        joint = self.loss_predictor is not None and epoch <= self.lpm.last_joint_epoch(max_epochs)
+        if self.loss_predictor is not None and (joint or self.lpm.schedule == "detach"):
+            stages = out.stages if joint else [stage.detach() for stage in out.stages]
             predicted = self.loss_predictor(stages)
             pair = PAIR_LOSSES[self.pair_loss](predicted, sample_losses, margin=self.lpm.margin)
             losses["pair"] = self.lpm.eta * pair
         return losses
-
-    def detach_after(self, max_epochs: int) -> int:
-        if self.lpm.detach_epoch is not None:
-            return self.lpm.detach_epoch
-        if max_epochs < 1:
-            raise ConfigError(
-                f"loss_prediction.detach_epoch=null needs trainer.max_epochs (got {max_epochs}): "
-                "set one of them"
-            )
-        return default_detach_epoch(max_epochs)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch

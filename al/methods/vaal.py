@@ -22,6 +22,8 @@ from al.methods.selector import SelectionRequest, Selector, collect, top_k
 from al.models.vae import Discriminator, build_vae, vae_loss
 
 KL_REDUCTIONS = ("sum", "mean", "batchmean")
+INITS = ("kaiming", "default")
+DISCRIMINATOR_BATCHES = ("shared", "fresh")
 
 
 class VaalSelector(Selector):
@@ -29,7 +31,10 @@ class VaalSelector(Selector):
     labeled ∪ candidates in `batch_size` batches, `vae_steps` per discriminator step, `kl`
     sum (VAAL code) or mean (TA-VAAL code); the VAE's `image_size`, conv `channels`,
     `mlp_hidden` (vector data) and the discriminator's `discriminator_hidden` width and
-    `discriminator_layers` linear layers (3 in both codes; TA-VAAL §4.1's toy: 2)."""
+    `discriminator_layers` linear layers (3 in both codes; TA-VAAL §4.1's toy: 2); `init`
+    of both nets (`kaiming` as both codes, or PyTorch's `default`); `discriminator_batch`:
+    `shared` (both codes: the discriminator step reuses the last VAE step's batch and its
+    U(0, 1) draw) or `fresh` (its own)."""
 
     rank_conditioned = False
 
@@ -50,10 +55,19 @@ class VaalSelector(Selector):
         mlp_hidden: int = 64,
         discriminator_hidden: int = 512,
         discriminator_layers: int = 3,
+        init: str = "kaiming",
+        discriminator_batch: str = "shared",
     ) -> None:
         super().__init__()
-        if kl not in KL_REDUCTIONS:
-            raise ConfigError(f"kl={kl!r} is not one of {KL_REDUCTIONS}")
+        for key, value, allowed in (
+            ("kl", kl, KL_REDUCTIONS),
+            ("init", init, INITS),
+            ("discriminator_batch", discriminator_batch, DISCRIMINATOR_BATCHES),
+        ):
+            if value not in allowed:
+                raise ConfigError(
+                    f"method.selector.{key}={value!r} is not one of {', '.join(allowed)}"
+                )
         if discriminator_layers < 2:
             raise ConfigError(
                 f"discriminator_layers={discriminator_layers}: the discriminator needs at least "
@@ -66,6 +80,7 @@ class VaalSelector(Selector):
         self.vae_sizes = {"image_size": image_size, "channels": channels, "hidden": mlp_hidden}
         self.discriminator_hidden = discriminator_hidden
         self.discriminator_layers = discriminator_layers
+        self.init, self.discriminator_batch = init, discriminator_batch
 
     def select(
         self, module: pl.LightningModule, request: SelectionRequest
@@ -78,6 +93,9 @@ class VaalSelector(Selector):
             self.rank_conditioned,
             self.discriminator_layers,
         )
+        if self.init == "kaiming":
+            vae.apply(kaiming_init)
+            discriminator.apply(kaiming_init)
         vae, discriminator = vae.to(module.device), discriminator.to(module.device)
         _, labeled = collect(request.labeled, vae.prepare, module.device)
         candidate_ids, candidates = collect(request.candidates, vae.prepare, module.device)
@@ -114,11 +132,19 @@ class VaalSelector(Selector):
         total = len(labeled) + len(candidates)
         for iteration in range(math.ceil(total * self.epochs_v / self.batch_size)):
             for step in range(self.vae_steps + 1):
-                ids_l, ids_u = next(labeled_batches), next(candidate_batches)
-                (decode_l, judge_l), (decode_u, judge_u) = self.iteration_conditions(
-                    iteration, ranks, ids_l, ids_u
-                )
-                batch = (labeled[ids_l], candidates[ids_u], decode_l, decode_u, judge_l, judge_u)
+                if step < self.vae_steps or self.discriminator_batch == "fresh":
+                    ids_l, ids_u = next(labeled_batches), next(candidate_batches)
+                    (decode_l, judge_l), (decode_u, judge_u) = self.iteration_conditions(
+                        iteration, ranks, ids_l, ids_u
+                    )
+                    batch = (
+                        labeled[ids_l],
+                        candidates[ids_u],
+                        decode_l,
+                        decode_u,
+                        judge_l,
+                        judge_u,
+                    )
                 if step < self.vae_steps:
                     loss = self.vae_objective(vae, discriminator, *batch)
                     optimizer = vae_optimizer
@@ -165,6 +191,18 @@ class VaalSelector(Selector):
             for chunk in everyone.split(self.batch_size)
         ]
         return torch.cat(probabilities).cpu()
+
+
+def kaiming_init(layer: nn.Module) -> None:
+    """The VAAL / TA-VAAL codes' init: Kaiming-normal weights and zero biases for linear and
+    (transposed) conv layers, unit weight and zero bias for batch norm."""
+    if isinstance(layer, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
+        nn.init.kaiming_normal_(layer.weight)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+    elif isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d):
+        nn.init.ones_(layer.weight)
+        nn.init.zeros_(layer.bias)
 
 
 def shuffled_batches(count: int, size: int, device: torch.device) -> Iterator[torch.Tensor]:

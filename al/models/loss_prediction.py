@@ -11,18 +11,50 @@ from torch import nn
 
 from al.errors import ConfigError
 
+SCHEDULES = ("detach", "freeze")
+
 
 @dataclass(frozen=True)
 class LossPredictionSettings:
     """`hidden` width per stage (None: no per-stage layer); loss weight `eta` (η); hinge
-    `margin` (ξ); `detach_epoch`: the last epoch whose module gradient reaches the backbone
-    (None = 60 % of the epochs); `stages`: the backbone stage outputs it reads (None = all)."""
+    `margin` (ξ); `stages`: the backbone stage outputs it reads (None = all).
+
+    Joint training ends after `switch_epoch` (None: `switch_fraction` of the epochs). Then,
+    by `schedule`: `detach` — the module still learns, but its gradient no longer reaches the
+    backbone (both codes, epoch 120 of 200; TA-VAAL §7.2); `freeze` — the module is no longer
+    trained and the task learner trains alone (TA-VAAL Algorithm 1: the ranker is updated
+    while n ≤ 0.8·N)."""
 
     hidden: int | None = 128
     eta: float = 1.0
     margin: float = 1.0
-    detach_epoch: int | None = None
+    schedule: str = "detach"
+    switch_epoch: int | None = None
+    switch_fraction: float = 0.6
     stages: Sequence[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"loss_prediction.schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}"
+            )
+        if not 0 < self.switch_fraction <= 1:
+            raise ConfigError(
+                f"loss_prediction.switch_fraction={self.switch_fraction} must lie in (0, 1], "
+                "e.g. 0.6 (the codes) or 0.8 (TA-VAAL Algorithm 1)"
+            )
+
+    def last_joint_epoch(self, max_epochs: int) -> int:
+        """The last epoch of joint training: `switch_epoch`, or `switch_fraction` of
+        `max_epochs` (0.6: epoch 120 of 200 as both codes)."""
+        if self.switch_epoch is not None:
+            return self.switch_epoch
+        if max_epochs < 1:
+            raise ConfigError(
+                f"loss_prediction.switch_epoch=null needs trainer.max_epochs (got {max_epochs}): "
+                "set one of them"
+            )
+        return int(self.switch_fraction * max_epochs)
 
 
 class LossPredictionModule(nn.Module):
@@ -68,11 +100,6 @@ def read_stages(count: int, stages: Sequence[int] | None) -> list[int]:
             f"outputs (0 … {count - 1}), or be null for all"
         )
     return chosen
-
-
-def default_detach_epoch(max_epochs: int) -> int:
-    """Epoch 120 of 200 in both papers: the same 60 % of a shorter or longer schedule."""
-    return int(0.6 * max_epochs)
 
 
 def flipped_pairs(values: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Runs of many methods and seeds, grouped and summarised: mean ± std per stage, the
-normalised area under the budget curve (AUBC) and a paired test against random."""
+normalised area under the budget curve (AUBC), a paired test against random, and the seeds
+whose stage-0 results differ between methods (their task learners differ)."""
 
 from __future__ import annotations
 
@@ -93,3 +94,49 @@ def improvement_over(curve: Curves, baseline: Curves) -> tuple[np.ndarray, np.nd
     stages = min(len(curve.n_labeled), len(baseline.n_labeled))
     gain = row_by_seed(curve, shared, stages) - row_by_seed(baseline, shared, stages)
     return gain.mean(0), gain.std(0)
+
+
+def stage0_disagreements(curves: list[Curves]) -> list[str]:
+    """A "task learners differ" line per dataset × seed whose stage-0 test accuracies differ.
+
+    On one seed every method trains its stage-0 model on the same initial labels, so one task
+    learner gives one stage-0 result; a difference means a method changed the task learner
+    (dropout, a jointly trained module, ISDA), and its curve does not pair with the others.
+    """
+    warnings = []
+    for dataset in sorted({c.dataset for c in curves}):
+        group = [c for c in curves if c.dataset == dataset]
+        for seed in sorted({seed for c in group for seed in c.seeds}):
+            clusters = equal_value_clusters(stage0_accuracy(group, seed))
+            if len(clusters) > 1:
+                listed = "; ".join(
+                    f"{', '.join(names)} {100 * acc:.2f} %" for acc, names in clusters
+                )
+                warnings.append(
+                    f"task learners differ: {dataset}, seed {seed}: stage-0 test/acc {listed}"
+                )
+    return warnings
+
+
+def stage0_accuracy(group: list[Curves], seed: int) -> dict[str, float]:
+    """Method → stage-0 test accuracy on `seed`, for the methods that ran it."""
+    return {
+        c.method: float(c.values["test/acc"][c.seeds.index(seed), 0])
+        for c in group
+        if seed in c.seeds
+    }
+
+
+def equal_value_clusters(
+    values: dict[str, float], tolerance: float = 1e-6
+) -> list[tuple[float, list[str]]]:
+    """(value, names) of the names whose values agree within `tolerance`, largest first
+    (accuracies step by 1 / test samples; the tolerance only absorbs float rounding)."""
+    clusters: list[tuple[float, list[str]]] = []
+    for name, value in sorted(values.items()):
+        match = next((c for c in clusters if abs(c[0] - value) <= tolerance), None)
+        if match is None:
+            clusters.append((value, [name]))
+        else:
+            match[1].append(name)
+    return sorted(clusters, key=lambda cluster: -len(cluster[1]))

@@ -3,13 +3,16 @@
 Writes to DIR/comparison/ (or --out): per dataset, accuracy-vs-labels mean ± std per method,
 the improvement over random (the papers' main figure), the pick entropy per stage (TA-VAAL
 Fig. 7a), summary.md/.csv (mean ± std per stage, AUBC, paired test against random) and
-timing.md/.csv (mean train and selection seconds per stage, DAST-AL Table 4).
+timing.md/.csv (mean train and selection seconds per stage, DAST-AL Table 4). summary.md ends
+with a "task learners differ: …" line for each dataset × seed whose methods' stage-0 test
+accuracies differ: their curves do not pair.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -26,6 +29,7 @@ from al.compare import (
     group_curves,
     improvement_over,
     paired_test,
+    stage0_disagreements,
 )
 
 
@@ -85,7 +89,8 @@ def timing_rows(curves: list[Curves]) -> list[dict]:
     ]
 
 
-def write_table(rows: list[dict], stem: Path) -> None:
+def write_table(rows: list[dict], stem: Path, notes: Sequence[str] = ()) -> None:
+    """`stem`.csv and `stem`.md; the markdown ends with `notes`, one list item each."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     with stem.with_suffix(".csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
@@ -93,6 +98,8 @@ def write_table(rows: list[dict], stem: Path) -> None:
         writer.writerows(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    if notes:
+        lines += ["", *(f"- {note}" for note in notes)]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
@@ -115,7 +122,7 @@ def compare(root: Path, out: Path) -> list[Curves]:
         if baseline is not None and len(group) > 1:
             path = out / f"{dataset}-improvement.png"
             figure(group, "test/acc", f"accuracy gain over {BASELINE} (%)", path, baseline)
-    write_table(summary_rows(curves), out / "summary")
+    write_table(summary_rows(curves), out / "summary", stage0_disagreements(curves))
     write_table(timing_rows(curves), out / "timing")
     return curves
 

@@ -1,9 +1,11 @@
-"""MC dropout: known-answer acquisitions, and scoring that never moves BatchNorm statistics."""
+"""MC dropout: known-answer acquisitions, scoring that never moves BatchNorm statistics, and a
+model without dropout refused before it trains (never given a layer the other methods lack)."""
 
 from __future__ import annotations
 
-import logging
 import math
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -11,11 +13,19 @@ import torch
 import torch.nn.functional as F
 
 from al.errors import ConfigError
+from al.loop import build_module, run
 from al.methods.bald import BaldSelector, bald, max_entropy, variation_ratios
 from al.methods.classifier import ClassifierModule
 from al.methods.selector import SelectionRequest
+from al.models.backbone import dropout_layers
 from al.models.cnn import SmallCNN
 from al.models.mlp import MLP
+
+from conftest import ROOT, compose_config
+
+REFUSAL = (
+    r"method=bald samples MC dropout, but the model has no dropout layer: set model\.dropout=0\.5"
+)
 
 # (T=2 passes, B=3 samples, C=2 classes):
 #   sample 0: the passes disagree completely  → BALD = ln 2, max entropy = ln 2
@@ -51,8 +61,9 @@ def test_bad_acquisition_or_passes_is_refused():
         BaldSelector(passes=1)
 
 
-def module_with_dropout(backbone):
-    return ClassifierModule(backbone, torch.optim.Adam, num_classes=10, dropout=0.5)
+def module_with_dropout(backbone_class, input_shape):
+    backbone = backbone_class(input_shape, 10, dropout=0.5)
+    return ClassifierModule(backbone, torch.optim.Adam, num_classes=10)
 
 
 def request_for(x: torch.Tensor, query: int) -> SelectionRequest:
@@ -63,7 +74,7 @@ def request_for(x: torch.Tensor, query: int) -> SelectionRequest:
 
 def test_scoring_leaves_batchnorm_statistics_alone_and_uses_dropout():
     torch.manual_seed(0)
-    module = module_with_dropout(SmallCNN([1, 8, 8], 10))
+    module = module_with_dropout(SmallCNN, [1, 8, 8])
     assert isinstance(module.backbone.dropout, torch.nn.Dropout)
     module.train()
     module.backbone(torch.randn(16, 1, 8, 8))  # move BN statistics away from their init
@@ -80,27 +91,23 @@ def test_scoring_leaves_batchnorm_statistics_alone_and_uses_dropout():
 
 def test_dropout_is_off_again_after_scoring():
     torch.manual_seed(0)
-    module = module_with_dropout(MLP([2], 10)).eval()
+    module = module_with_dropout(MLP, [2]).eval()
     BaldSelector(passes=3).select(module, request_for(torch.randn(6, 2), query=2))
     x = torch.randn(5, 2)
     assert torch.equal(module(x), module(x))
 
 
-def test_dropout_is_added_and_logged_only_where_missing(caplog):
-    caplog.set_level(logging.INFO)
-    module_with_dropout(MLP([2], 10))
-    assert "MLP has no dropout layer: adding Dropout(p=0.5)" in caplog.text
-    caplog.clear()
-    backbone = MLP([2], 10)
-    backbone.dropout = torch.nn.Dropout(0.1)
-    module_with_dropout(backbone)
-    assert backbone.dropout.p == 0.1
-    assert "adding Dropout" not in caplog.text
+def test_bald_trains_the_models_dropout_and_adds_none():
+    plain = build_module(compose_config("method=bald"), 10)
+    assert dropout_layers(plain) == []
+    module = build_module(compose_config("method=bald", "model.dropout=0.3"), 10)
+    assert dropout_layers(module) == [module.backbone.dropout]
+    assert module.backbone.dropout.p == 0.3
 
 
 def test_head_only_sampling_matches_full_passes_in_distribution():
     torch.manual_seed(0)
-    module = module_with_dropout(SmallCNN([1, 8, 8], 10)).eval()
+    module = module_with_dropout(SmallCNN, [1, 8, 8]).eval()
     selector = BaldSelector(passes=4000)
     x = torch.randn(3, 1, 8, 8)
     module.backbone.dropout.train()
@@ -112,5 +119,30 @@ def test_head_only_sampling_matches_full_passes_in_distribution():
 
 def test_model_without_dropout_is_refused():
     module = ClassifierModule(MLP([2], 10), torch.optim.Adam, num_classes=10).eval()
-    with pytest.raises(ConfigError, match=r"method\.module\.dropout"):
+    with pytest.raises(ConfigError, match=REFUSAL):
+        BaldSelector().setup(None, module, "fit")
+    with pytest.raises(ConfigError, match=REFUSAL):
         BaldSelector().select(module, request_for(torch.randn(4, 2), query=2))
+
+
+def test_a_run_without_model_dropout_stops_before_training(tiny_config, tmp_path, monkeypatch):
+    def never(*args):
+        raise AssertionError("trained a model BALD refuses")
+
+    monkeypatch.setattr(ClassifierModule, "training_step", never)
+    with pytest.raises(ConfigError, match=REFUSAL):
+        run(tiny_config("method=bald"), tmp_path)
+    assert not list(tmp_path.glob("state/stage_*.pt"))
+
+
+def test_the_refusal_is_one_line_naming_the_fix(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "al.train", "method=bald", f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("Error: method=bald samples MC dropout")
+    assert "model.dropout=0.5" in done.stderr and len(done.stderr.splitlines()) == 1

@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from al.errors import ConfigError
+from al.errors import ConfigError, build
+from al.models.backbone import dropout_layers
 from al.models.cnn import SmallCNN
 from al.models.mlp import MLP
 from al.models.resnet import ResNet18
 from al.models.vgg import VGG16
+
+from conftest import compose_config
 
 
 def shapes(model, input_shape, batch=2):
@@ -70,3 +73,23 @@ def test_vgg16_has_batch_norm_and_five_stages():
 def test_stage_channels_describe_the_stage_outputs(model, input_shape):
     stages = shapes(model, input_shape)[2]
     assert [stage[0] for stage in stages] == model.stage_channels
+
+
+@pytest.mark.parametrize("model", ["cnn", "mlp", "resnet18", "vgg16", "auto"])
+def test_model_dropout_is_the_only_dropout_and_sits_before_the_classifier(model):
+    plain = build(compose_config("dataset=digits", f"model={model}").model)
+    assert dropout_layers(plain) == []  # no backbone has dropout of its own
+    backbone = build(compose_config("dataset=digits", f"model={model}", "model.dropout=0.3").model)
+    assert dropout_layers(backbone) == [backbone.dropout] and backbone.dropout.p == 0.3
+    x = torch.randn(4, 1, 8, 8)
+    torch.manual_seed(0)
+    out = backbone(x)
+    torch.manual_seed(0)
+    assert torch.equal(out.logits, backbone.classifier(backbone.dropout(out.features)))
+    assert not torch.equal(out.logits, backbone.classifier(out.features))
+
+
+@pytest.mark.parametrize("rate", [1.0, -0.1, "half", None])
+def test_a_bad_dropout_rate_is_refused(rate):
+    with pytest.raises(ConfigError, match=rf"model\.dropout={rate!r} must be a rate in \[0, 1\)"):
+        MLP([2], 2, dropout=rate)

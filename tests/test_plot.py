@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from al.compare import aubc, find_runs, group_curves, improvement_over, paired_test
+from al.compare import (
+    aubc,
+    find_runs,
+    group_curves,
+    improvement_over,
+    paired_test,
+    stage0_disagreements,
+)
 
 from conftest import ROOT
 
@@ -22,10 +29,25 @@ ACCURACY = {  # (method, seed) → test/acc at 10, 20, 30 labels
 }
 
 
-def write_run(root, method, seed, accuracy):
-    run_dir = root / f"{method}-seed{seed}"
+# A second dataset where bald's task learner differs (9 points lower at stage 0) on seed 0 only.
+MNIST_ACCURACY = {
+    ("random", 0): [0.46, 0.60],
+    ("margin", 0): [0.46, 0.62],
+    ("bald", 0): [0.37, 0.55],
+    ("random", 1): [0.49, 0.60],
+    ("margin", 1): [0.49, 0.63],
+    ("bald", 1): [0.49, 0.61],
+    ("bald", 2): [0.30, 0.50],  # a seed no other method ran: nothing to compare
+}
+BALD_DIFFERS = (
+    "task learners differ: mnist, seed 0: stage-0 test/acc margin, random 46.00 %; bald 37.00 %"
+)
+
+
+def write_run(root, method, seed, accuracy, dataset="digits"):
+    run_dir = root / f"{dataset}-{method}-seed{seed}"
     (run_dir / "state").mkdir(parents=True)
-    config = {"dataset": {"name": "digits"}, "method": {"name": method}, "seed": seed}
+    config = {"dataset": {"name": dataset}, "method": {"name": method}, "seed": seed}
     OmegaConf.save(OmegaConf.create(config), run_dir / "state" / "config.yaml")
     records = [
         {
@@ -86,6 +108,40 @@ def test_command_line_writes_figures_and_tables(runs):
     assert "| digits | random | 2.0 | 1.0 |" in (out / "timing.md").read_text()
 
 
+@pytest.fixture
+def unpaired_runs(runs):
+    for (method, seed), accuracy in MNIST_ACCURACY.items():
+        write_run(runs, method, seed, accuracy, dataset="mnist")
+    return runs
+
+
+def test_only_the_seed_whose_stage_0_results_differ_is_flagged(unpaired_runs):
+    assert stage0_disagreements(group_curves(find_runs(unpaired_runs))) == [BALD_DIFFERS]
+
+
+def test_identical_stage_0_results_are_not_flagged(runs):
+    assert stage0_disagreements(group_curves(find_runs(runs))) == []
+    done = subprocess.run(
+        [sys.executable, "-m", "al.plot", str(runs)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert (
+        "task learners differ" not in done.stdout + (runs / "comparison" / "summary.md").read_text()
+    )
+
+
+def test_the_flag_ends_the_printed_summary(unpaired_runs):
+    done = subprocess.run(
+        [sys.executable, "-m", "al.plot", str(unpaired_runs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    summary = (unpaired_runs / "comparison" / "summary.md").read_text()
+    assert summary.endswith(f"|\n\n- {BALD_DIFFERS}\n")
+    assert f"- {BALD_DIFFERS}" in done.stdout
+
+
 def test_no_runs_is_a_clear_error(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "al.plot", str(tmp_path)],
@@ -97,7 +153,8 @@ def test_no_runs_is_a_clear_error(tmp_path):
     assert done.returncode != 0 and "no finished runs" in done.stderr
 
 
-def test_a_multirun_sweep_is_compared(tmp_path):
+def test_a_multirun_sweep_is_compared_and_its_curves_pair(tmp_path):
+    """`make sweep`'s setting gives bald and random one task learner (model.dropout=0.5)."""
     sweep = tmp_path / "sweep"
     subprocess.run(
         [
@@ -106,7 +163,7 @@ def test_a_multirun_sweep_is_compared(tmp_path):
             "al.train",
             "-m",
             "+experiment=sweep_digits",
-            "method=random,margin",
+            "method=random,bald",
             "seed=0,1",
             "trainer.max_epochs=3",
             "budget.stages=2",
@@ -119,7 +176,8 @@ def test_a_multirun_sweep_is_compared(tmp_path):
     )
     assert len(list(sweep.glob("*/results.jsonl"))) == 4
     curves = {c.method: c for c in group_curves(find_runs(sweep))}
-    assert curves["margin"].seeds == [0, 1] and list(curves["margin"].n_labeled) == [50, 100]
+    assert curves["bald"].seeds == [0, 1] and list(curves["bald"].n_labeled) == [50, 100]
+    assert stage0_disagreements(list(curves.values())) == []
     subprocess.run(
         [sys.executable, "-m", "al.plot", str(sweep)], cwd=ROOT, check=True, capture_output=True
     )

@@ -1,7 +1,9 @@
 """MC-dropout acquisition (Gal et al. 2017): BALD, max entropy or variation ratios.
 
 T stochastic passes with the dropout layers on and everything else — BatchNorm in
-particular — in eval mode, so scoring never moves the normalisation statistics.
+particular — in eval mode, so scoring never moves the normalisation statistics. The dropout
+is the model's (`model.dropout`), the same for every method of a comparison: a model without
+any is refused before training starts, never given a layer the other methods lack.
 """
 
 from __future__ import annotations
@@ -49,14 +51,14 @@ class BaldSelector(Selector):
         self.passes = passes
         self.acquisition = ACQUISITIONS[acquisition]
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Refuse a model without dropout before it trains."""
+        mc_dropout_layers(pl_module)
+
     def select(
         self, module: pl.LightningModule, request: SelectionRequest
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        layers = dropout_layers(module)
-        if not layers:
-            raise ConfigError(
-                "MC dropout needs dropout layers: set method.module.dropout (e.g. 0.5)"
-            )
+        layers = mc_dropout_layers(module)
         for layer in layers:
             layer.train()
         try:
@@ -78,3 +80,14 @@ class BaldSelector(Selector):
             features, _ = backbone.embed(x)
             return [backbone.classifier(backbone.dropout(features)) for _ in range(self.passes)]
         return [module(x) for _ in range(self.passes)]
+
+
+def mc_dropout_layers(module: pl.LightningModule) -> list[torch.nn.Module]:
+    """The dropout layers MC dropout samples, or the error naming the fix when there are none."""
+    layers = dropout_layers(module)
+    if not layers:
+        raise ConfigError(
+            "method=bald samples MC dropout, but the model has no dropout layer: set "
+            "model.dropout=0.5, for every method it is compared with, so their task learners match"
+        )
+    return layers

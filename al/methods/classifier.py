@@ -1,23 +1,21 @@
 """The standard task learner: a backbone trained with cross-entropy, tested with torchmetrics.
 
-Options shared by many methods: a dropout layer before the classifier (MC dropout), a
-jointly trained loss prediction module (Learning Loss; TA-VAAL's ranker) and implicit
-semantic data augmentation (ISDA; DAST-AL).
+Options shared by many methods: a jointly trained loss prediction module (Learning Loss;
+TA-VAAL's ranker) and implicit semantic data augmentation (ISDA; DAST-AL). Dropout belongs
+to the backbone (`model.dropout`), the same for every method of a comparison.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from al.errors import ConfigError, NonFiniteLossError
-from al.models.backbone import Backbone, BackboneOutput, dropout_layers
+from al.models.backbone import Backbone, BackboneOutput
 from al.models.isda import (
     COVARIANCES,
     ClassCovariance,
@@ -35,14 +33,12 @@ from al.models.loss_prediction import (
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 PAIR_LOSSES = {"hinge": hinge_pair_loss, "ranking": ranking_pair_loss}
-log = logging.getLogger(__name__)
 
 
 class ClassifierModule(pl.LightningModule):
     """Trains `backbone` with cross-entropy; `forward` returns logits (what selectors score).
 
-    `dropout`: a rate for a dropout layer before the classifier, added when the backbone
-    has none. `loss_prediction` (LossPredictionSettings) with
+    `loss_prediction` (LossPredictionSettings) with
     `train_loss_prediction: true` trains a loss prediction module jointly:
     `mean(CE) + η·L_pair` (Yoo & Kweon Eq. 3), `pair_loss` hinge (their Eq. 2) or
     ranking (TA-VAAL Eq. 1); after the last joint epoch the module is detached from the
@@ -57,7 +53,6 @@ class ClassifierModule(pl.LightningModule):
         optimizer: OptimizerFactory,
         num_classes: int,
         scheduler: SchedulerFactory | None = None,
-        dropout: float | None = None,
         loss_prediction: Mapping | None = None,
         train_loss_prediction: bool = False,
         pair_loss: str = "hinge",
@@ -67,8 +62,6 @@ class ClassifierModule(pl.LightningModule):
         self.backbone = backbone
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        if dropout is not None:
-            add_dropout(backbone, dropout)
         if pair_loss not in PAIR_LOSSES:
             raise ConfigError(f"pair_loss={pair_loss!r} is not one of {sorted(PAIR_LOSSES)}")
         self.pair_loss = pair_loss
@@ -165,18 +158,6 @@ class ClassifierModule(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
-
-
-def add_dropout(backbone: Backbone, rate: float) -> None:
-    """Give a backbone without dropout layers one before its classifier (for MC dropout)."""
-    if dropout_layers(backbone):
-        return
-    log.info(
-        "%s has no dropout layer: adding Dropout(p=%s) before the classifier for MC dropout",
-        type(backbone).__name__,
-        rate,
-    )
-    backbone.dropout = nn.Dropout(rate)
 
 
 def check_finite(loss: torch.Tensor, epoch: int, batch_idx: int) -> None:

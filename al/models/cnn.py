@@ -21,7 +21,8 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class SmallCNN(Backbone):
-    """(Conv3×3 → BN → ReLU → MaxPool) per width, pool to 2×2, Linear → ReLU → Linear."""
+    """(Conv3×3 → BN → ReLU → MaxPool) per width, pool to 2×2, Linear → ReLU → [Dropout] →
+    Linear; no dropout layer of its own, only the slot (`dropout` > 0)."""
 
     def __init__(
         self,
@@ -29,8 +30,9 @@ class SmallCNN(Backbone):
         num_classes: int,
         channels: Sequence[int] = (32, 64),
         hidden: int = 128,
+        dropout: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(dropout)
         widths = [image_shape(input_shape, "cnn")[0], *channels]
         self.blocks = nn.ModuleList(
             conv_block(c_in, c_out) for c_in, c_out in itertools.pairwise(widths)

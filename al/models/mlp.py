@@ -14,12 +14,17 @@ from al.models.backbone import Backbone
 
 
 class MLP(Backbone):
-    """Flatten → (Linear → ReLU) per hidden width → Linear(classes)."""
+    """Flatten → (Linear → ReLU) per hidden width → [Dropout] → Linear(classes); no dropout
+    layer of its own, only the slot (`dropout` > 0)."""
 
     def __init__(
-        self, input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (64, 64)
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        hidden: Sequence[int] = (64, 64),
+        dropout: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(dropout)
         if not hidden:
             raise ConfigError("MLP needs at least one hidden layer: set model.hidden=[64]")
         widths = [math.prod(input_shape), *hidden]

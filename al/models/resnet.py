@@ -17,11 +17,18 @@ STEMS = ("auto", "cifar", "imagenet")
 class ResNet18(Backbone):
     """torchvision's ResNet-18 layers; stages = the outputs of layer1…layer4 (64…512 channels).
 
-    `stem="auto"` picks the CIFAR stem for images of at most 64 px, else ImageNet's.
+    `stem="auto"` picks the CIFAR stem for images of at most 64 px, else ImageNet's. ResNet-18
+    has no dropout layer of its own; `dropout` > 0 puts one before `fc`.
     """
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, stem: str = "auto") -> None:
-        super().__init__()
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        stem: str = "auto",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(dropout)
         channels, height, width = image_shape(input_shape, "resnet18")
         if stem not in STEMS:
             raise ConfigError(f"model.stem={stem!r} is not one of {STEMS}")

@@ -17,10 +17,12 @@ class VGG16(Backbone):
     then global average pooling and one linear classifier (the CIFAR variant: no 4096-d layers).
 
     Images smaller than 32 px keep only the max-pools their size allows (3 for 8×8 digits).
+    torchvision's two Dropout(0.5) sit in the 4096-d classifier layers this variant drops, so
+    no dropout layer is left; `dropout` > 0 puts one before the linear classifier.
     """
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int) -> None:
-        super().__init__()
+    def __init__(self, input_shape: Sequence[int], num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__(dropout)
         channels, height, width = image_shape(input_shape, "vgg16")
         features = vgg16_bn(weights=None).features
         if channels != 3:

@@ -174,6 +174,7 @@ EXPECTED = {
     "sweep_digits": {
         "dataset.name": "digits",
         "logger._target_": "al.sinks.CsvSink",
+        "model.dropout": 0.5,  # every method's task learner, so bald's curve pairs with theirs
         "trainer.max_epochs": 30,
         **budget(50, 50, 8, None),
     },

@@ -229,6 +229,7 @@ def finish_stage(
     check_same_pool(outcome.strategy, pool.labelled_at, stage)
     picked_labels = data.pool_targets[picks]
     store.save_picks(stage, picks, outcome.selection.scores.numpy(), picked_labels)
+    store.save_diagnostics(stage, outcome.selection.diagnostics)
     record = stage_record(
         stage,
         labeled_labels,

@@ -132,6 +132,15 @@ class RunStore:
         atomic_write_text(self.picks_dir / f"stage_{stage:03d}.csv", "\n".join(rows) + "\n")
 
     @rank_zero_only
+    def save_diagnostics(self, stage: int, diagnostics: dict[str, np.ndarray]) -> None:
+        """`picks/stage_KKK_diagnostics.npz`: what the stage's selector kept for analysis."""
+        if not diagnostics:
+            return
+        buffer = io.BytesIO()
+        np.savez(buffer, **diagnostics)
+        atomic_write_bytes(self.picks_dir / f"stage_{stage:03d}_diagnostics.npz", buffer.getvalue())
+
+    @rank_zero_only
     def write_results(self, records: list[dict]) -> None:
         lines = "".join(json.dumps(record) + "\n" for record in records)
         atomic_write_text(self.results_path, lines)

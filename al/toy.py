@@ -24,11 +24,8 @@ from hydra import compose, initialize_config_dir
 from scipy.spatial.distance import cdist, pdist
 from sklearn.svm import SVC
 
-from al.budget import Budget
-from al.loop import build_data, run, run_stage
-from al.pool import UNLABELED, Pool
-from al.progress import stage_progress
-from al.sinks import EpochMetricsCallback, Sink
+from al.analysis import retrain_stage
+from al.loop import build_data, run
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 METHODS = ("learning_loss", "vaal", "ta_vaal")
@@ -52,23 +49,6 @@ def boundary_points(xs: np.ndarray, ys: np.ndarray, labels: np.ndarray) -> np.nd
 def pick_statistics(picks: np.ndarray, boundary: np.ndarray) -> tuple[float, float]:
     """(mean distance to the oracle boundary, mean pairwise distance) of the picks."""
     return float(cdist(picks, boundary).min(1).mean()), float(pdist(picks).mean())
-
-
-def stage_model(cfg, data, run_dir: Path, stage: int):
-    """The task module and picks of `stage`, retrained exactly as the run trained it (every
-    draw derives from (seed, stage))."""
-    snapshot = torch.load(run_dir / "state" / f"stage_{stage:03d}.pt", weights_only=True)
-    labelled_at = snapshot["labelled_at"].numpy()
-    pool = Pool(len(labelled_at))
-    pool.load_state_dict({"labelled_at": np.where(labelled_at <= stage, labelled_at, UNLABELED)})
-    budget = Budget(**cfg.budget).resolve(len(labelled_at))
-    epoch_logger = EpochMetricsCallback(Sink(), stage, 0)
-    outcome = run_stage(cfg, data, pool, budget, stage, None, epoch_logger, stage_progress())
-    picks = outcome.selection.indices.numpy()
-    saved = np.loadtxt(run_dir / "picks" / f"stage_{stage:03d}.csv", delimiter=",", skiprows=1)
-    if not np.array_equal(picks, saved[:, 0].astype(np.int64)):
-        raise RuntimeError(f"retraining stage {stage} in {run_dir} did not reproduce its picks")
-    return outcome.module, picks
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,7 +89,7 @@ def toy_seed(args: argparse.Namespace, seed: int) -> list[tuple[int, str, float,
             )
         run(cfg, out / method)
         data = build_data(cfg.dataset)
-        module, picks = stage_model(cfg, data, out / method, args.stage)
+        module, picks = retrain_stage(cfg, data, out / method, args.stage)
         points = data.pool.inputs.x.numpy()
         rows.append((seed, method, *draw(ax, module, points, data.pool_targets, picks, method)))
     fig.tight_layout()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -33,11 +34,13 @@ class SelectionRequest:
 
 @dataclass
 class Selection:
-    """The picked global indices, best first, with the score each was picked by."""
+    """The picked global indices, best first, with the score each was picked by, and the
+    per-sample quantities the selector chose to keep for analysis (`picks/`)."""
 
     indices: torch.Tensor
     scores: torch.Tensor
     seconds: float
+    diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def collect(
@@ -84,16 +87,20 @@ class Selector(pl.Callback):
     label first) or, for set-based methods, override `select`. Scoring runs in
     eval mode under `no_grad`. Under DDP every rank scores all candidates (the
     request's loaders are not sharded) and rank 0's picks are broadcast, so every
-    rank labels the same samples.
+    rank labels the same samples. A selector may keep per-sample quantities in
+    `self.diagnostics` (name → array, e.g. a discriminator's outputs with the global
+    indices they belong to): rank 0 saves them with the stage's picks.
     """
 
     def __init__(self) -> None:
         self._request: SelectionRequest | None = None
         self.selection: Selection | None = None
+        self.diagnostics: dict[str, np.ndarray] = {}
 
     def request(self, request: SelectionRequest) -> None:
         self._request = request
         self.selection = None
+        self.diagnostics = {}
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._request is None:
@@ -106,7 +113,8 @@ class Selector(pl.Callback):
         pl_module.train(was_training)
         check_picks(indices, scores, self._request, type(self).__name__)
         indices, scores = trainer.strategy.broadcast((indices.cpu(), scores.cpu()), src=0)
-        self.selection = Selection(indices, scores, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        self.selection = Selection(indices, scores, seconds, dict(self.diagnostics))
         self._request = None
 
     def select(

@@ -103,7 +103,23 @@ class VaalSelector(Selector):
         with torch.enable_grad():
             self.train_adversary(vae, discriminator, labeled, candidates, ranks)
         labeled_probability = self.discriminate(vae, discriminator, candidates, ranks)
+        self.keep_diagnostics(vae, discriminator, labeled, ranks, request, candidate_ids)
+        self.diagnostics["candidate_discriminator"] = labeled_probability.numpy()
         return top_k(candidate_ids, 1.0 - labeled_probability, request.query)
+
+    def keep_diagnostics(self, vae, discriminator, labeled, ranks, request, candidate_ids):
+        """D(μ) of the labeled samples too (TA-VAAL Fig. 8: labeled vs unlabeled likelihood),
+        and, where there is a ranker, everyone's predicted loss (Fig. 7b), with indices."""
+        labeled_ids = torch.cat([indices for _, indices in request.labeled])
+        self.diagnostics["labeled_index"] = labeled_ids.numpy()
+        self.diagnostics["candidate_index"] = candidate_ids.cpu().numpy()
+        labeled_first = None if ranks is None else (ranks[1], ranks[0])
+        self.diagnostics["labeled_discriminator"] = self.discriminate(
+            vae, discriminator, labeled, labeled_first
+        ).numpy()
+        if ranks is not None:
+            self.diagnostics["labeled_predicted_loss"] = ranks[0].cpu().numpy()
+            self.diagnostics["candidate_predicted_loss"] = ranks[1].cpu().numpy()
 
     def ranks(self, module: pl.LightningModule, request: SelectionRequest):
         """Per-sample conditioning of (labeled, candidates); VAAL has none."""

@@ -83,14 +83,7 @@ def analyse_discriminators(run_dir: Path) -> list[str]:
         diagnostics = dict(np.load(saved))
         if "labeled_discriminator" not in diagnostics:
             continue
-        picks = np.loadtxt(
-            run_dir / "picks" / f"stage_{stage}.csv",
-            delimiter=",",
-            skiprows=1,
-            usecols=0,
-            dtype=np.int64,
-            ndmin=1,
-        )
+        picks = saved_picks(run_dir, int(stage))
         discriminator_figure(diagnostics, picks, run_dir / "analysis" / f"stage_{stage}.png")
         lines.append(
             f"stage {int(stage)}: D on labeled {diagnostics['labeled_discriminator'].mean():.3f}, "
@@ -98,6 +91,12 @@ def analyse_discriminators(run_dir: Path) -> list[str]:
             f"{discriminator_accuracy(diagnostics):.3f}"
         )
     return lines
+
+
+def saved_picks(run_dir: Path, stage: int) -> np.ndarray:
+    """The global indices `picks/stage_KKK.csv` holds, best first."""
+    path = run_dir / "picks" / f"stage_{stage:03d}.csv"
+    return np.loadtxt(path, delimiter=",", skiprows=1, usecols=0, dtype=np.int64, ndmin=1)
 
 
 def projection_samples(
@@ -151,15 +150,7 @@ def retrain_stage(cfg, data, run_dir: Path, stage: int) -> tuple:
     epoch_logger = EpochMetricsCallback(Sink(), stage, 0)
     outcome = run_stage(cfg, data, pool, budget, stage, None, epoch_logger, stage_progress())
     picks = outcome.selection.indices.numpy()
-    saved = np.loadtxt(
-        run_dir / "picks" / f"stage_{stage:03d}.csv",
-        delimiter=",",
-        skiprows=1,
-        usecols=0,
-        dtype=np.int64,
-        ndmin=1,
-    )
-    if not np.array_equal(picks, saved):
+    if not np.array_equal(picks, saved_picks(run_dir, stage)):
         raise RuntimeError(f"retraining stage {stage} in {run_dir} did not reproduce its picks")
     return outcome.module, picks
 

@@ -50,8 +50,9 @@ class StageOutcome:
 def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
     """Run (or resume) the experiment `cfg` in `run_dir`; return one record per stage.
 
-    Every value and the data are checked before the run directory is touched; then the
-    directory is locked for the life of the run (on global rank 0, the one that writes).
+    Every value and the data are checked before the run directory is touched (the method's
+    task module and selector are built once, so their constructors check their options); then
+    the directory is locked for the life of the run (on global rank 0, the one that writes).
     """
     budget = check_config(cfg)
     refuse_spawning_in_multirun(cfg.trainer)
@@ -59,6 +60,8 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
     if cfg.eval_model == "best_val":
         data = data.hold_out_validation(cfg.validation_fraction)
     budget = budget.resolve(len(data.pool_targets))
+    build_module(cfg, data.num_classes)  # the method's constructors check its options
+    build(cfg.method.selector)
     with RunDirectoryLock(run_dir) if is_global_zero() else nullcontext():
         store = RunStore(run_dir)
         store.claim(cfg)

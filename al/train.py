@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import hydra
@@ -22,12 +23,18 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 warnings.filterwarnings(
     "ignore", message="You defined a `validation_step` but have no `val_dataloader`"
 )
-# Every Trainer warns that `srun` exists but is unused: outside a SLURM allocation (a login node,
-# a workstation with SLURM installed) that is no mistake; inside one, say it once.
-warnings.filterwarnings(
-    "once" if "SLURM_JOB_ID" in os.environ else "ignore",
-    message="The `srun` command is available on your system but is not used",
-)
+
+
+def quiet_srun_notice(environ: Mapping[str, str] = os.environ) -> None:
+    """Every Trainer warns that `srun` exists but is unused: outside a SLURM allocation (a login
+    node, a workstation with SLURM installed) that is no mistake; inside one, say it once."""
+    warnings.filterwarnings(
+        "once" if "SLURM_JOB_ID" in environ else "ignore",
+        message="The `srun` command is available on your system but is not used",
+    )
+
+
+quiet_srun_notice()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

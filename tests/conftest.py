@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,18 @@ def compose_config(*overrides: str) -> DictConfig:
 
 def options(group: str) -> list[str]:
     return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+
+
+def start_train(run_dir: Path, *overrides: str, **env: str) -> subprocess.Popen:
+    """`python -m al.train` on TINY with `overrides` in `run_dir`, as a user starts it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "al.train", *TINY, *overrides, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
 
 
 def read_results(run_dir: Path) -> list[dict]:

@@ -18,7 +18,8 @@ import pytest
 from al.errors import RunDirectoryBusy
 from al.lock import RunDirectoryLock
 
-from conftest import ROOT, TINY, read_results
+from conftest import ROOT, read_results
+from conftest import start_train as train
 
 
 def test_a_second_holder_is_refused_naming_the_first_until_it_releases(tmp_path):
@@ -81,16 +82,6 @@ def test_without_os_locks_the_record_decides(tmp_path, monkeypatch):
     with RunDirectoryLock(tmp_path):
         assert lock_file.read_text().split()[0] == str(os.getpid())
     assert lock_file.read_text() == ""
-
-
-def train(run_dir, *overrides: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "al.train", *TINY, *overrides, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_a_second_process_on_a_run_directory_exits_2_and_the_first_finishes(tmp_path):

@@ -34,8 +34,11 @@ def test_distance_to_a_straight_boundary_and_spread():
 
 
 def test_short_run_draws_the_figure_and_prints_the_numbers(tmp_path, capsys):
-    main(["--out", str(tmp_path), "--stage", "1", "trainer.max_epochs=5"])
+    short = ["--out", str(tmp_path), "--stage", "1", "--methods"]
+    main([*short, "learning_loss", "--", "trainer.max_epochs=5"])
     printed = capsys.readouterr().out
+    main([*short, "vaal", "ta_vaal", "--", "trainer.max_epochs=5", "method.selector.epochs_v=5"])
+    printed += capsys.readouterr().out
     for method in ("learning_loss", "vaal", "ta_vaal"):
         line = next(line for line in printed.splitlines() if f"{method}: distance" in line)
         distance, spread = (float(w) for w in line.split()[-3::2])

@@ -3,38 +3,25 @@ run directory as it was; Lightning's `srun` notice stays out of runs not meant f
 
 from __future__ import annotations
 
-import os
+import shutil
 import subprocess
-import sys
+import warnings
 from pathlib import Path
 
 import pytest
 from fake_data import write_image_folders
+from lightning_fabric.plugins.environments import SLURMEnvironment
 
-from al.errors import ConfigError, DataError
-from al.loop import build_data
+from al.errors import ConfigError, DataError, NonFiniteLossError, UserError, report_user_errors
+from al.loop import build_data, run
+from al.train import quiet_srun_notice
 
-from conftest import ROOT, TINY, compose_config
-
-
-def start(run_dir: Path, *overrides: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "al.train", *TINY, *overrides, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **env},
-    )
+from conftest import TINY, compose_config, start_train
 
 
 def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
     stdout, stderr = process.communicate(timeout=300)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-
-def train(run_dir: Path, *overrides: str, **env: str) -> subprocess.CompletedProcess:
-    return finish(start(run_dir, *overrides, **env))
 
 
 def contents(run_dir: Path) -> dict[str, bytes]:
@@ -46,40 +33,57 @@ BAD_INPUTS = {
     "seed=-1": "seed=-1 must be an integer ≥ 0: e.g. seed=0",
     "loader.batch_size=0": "loader.batch_size=0 must be a positive integer",
     "loader.eval_batch_size=-4": "loader.eval_batch_size=-4 must be a positive integer",
-    "budget.initial=2000": "the pool holds 1297: lower budget.initial to at most 1287",
+    "budget.initial=2000": "the pool holds 1297: lower budget.initial to at most 1267",
     "budget.stages=200": "lower budget.stages to at most 127 or budget.query to at most 6",
     "budget.query=0": "budget.query=0 must be a positive integer or 0 < f < 1",
     "eval_model=best": "eval_model='best' is not one of last, best_val",
     "trainer.max_epochs=0": "trainer.max_epochs=0 must be a positive integer",
     "dataset.pool_size=7": "dataset 'digits' declares pool_size=7 (the data has 1297)",
+    "loss_prediction.schedule=later": "loss_prediction.schedule='later' is not one of",
 }
 
 
-def test_bad_inputs_exit_2_with_one_line_and_change_nothing(tmp_path):
-    assert train(tmp_path, "budget.stages=1").returncode == 0
-    before = contents(tmp_path)
-    runs = {override: start(tmp_path, "budget.stages=1", override) for override in BAD_INPUTS}
+def test_bad_values_are_refused_naming_key_and_fix_and_change_nothing(tmp_path):
+    run(compose_config(*TINY, "budget.stages=1"), tmp_path / "done")
+    before = contents(tmp_path / "done")
     for override, message in BAD_INPUTS.items():
-        done = finish(runs[override])
-        assert done.returncode == 2, (override, done.stderr[-2000:])
-        assert done.stderr.splitlines() == [f"Error: {done.stderr[7:].strip()}"], override
-        assert message in done.stderr, (override, done.stderr)
-        assert contents(tmp_path) == before, override
+        for run_dir in (tmp_path / "done", tmp_path / "fresh"):
+            with pytest.raises(UserError) as error:
+                run(compose_config(*TINY, override), run_dir)
+            assert message in str(error.value), override
+        assert contents(tmp_path / "done") == before, override
+        assert not (tmp_path / "fresh").exists(), override
 
 
-def test_a_bad_input_leaves_no_run_directory_and_the_traceback_is_one_flag_away(tmp_path):
-    done = train(tmp_path / "fresh", "seed=-1")
-    assert done.returncode == 2 and not (tmp_path / "fresh").exists()
-    debug = train(tmp_path / "fresh", "seed=-1", HYDRA_FULL_ERROR="1")
+def test_user_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
+    for error in (
+        ConfigError("seed=-1 must be …"),
+        DataError("cannot read image …"),
+        NonFiniteLossError("stage 3: training loss is nan …"),
+    ):
+        run_dir = tmp_path / type(error).__name__
+        run_dir.mkdir()  # as Hydra creates it: left empty by the error, so removed
+        with pytest.raises(SystemExit) as exit_status, report_user_errors(run_dir):
+            raise error
+        assert exit_status.value.code == 2 and not run_dir.exists()
+        assert capsys.readouterr().err == f"Error: {error}\n"
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "results.jsonl").write_text("{}\n")
+    with pytest.raises(SystemExit), report_user_errors(tmp_path / "kept"):
+        raise NonFiniteLossError("stage 1: …")
+    assert (tmp_path / "kept" / "results.jsonl").exists()
+    with pytest.raises(RuntimeError), report_user_errors(tmp_path):  # a bug keeps its traceback
+        raise RuntimeError("not the user's")
+
+
+def test_from_the_command_line_one_line_and_no_run_directory_or_the_traceback(tmp_path):
+    plain = start_train(tmp_path / "plain", "seed=-1")
+    debug = start_train(tmp_path / "debug", "seed=-1", HYDRA_FULL_ERROR="1")
+    plain, debug = finish(plain), finish(debug)
+    assert plain.returncode == 2 and not (tmp_path / "plain").exists()
+    assert plain.stderr == f"Error: {BAD_INPUTS['seed=-1']}\n"
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     assert "al.errors.ConfigError: seed=-1" in debug.stderr
-
-
-def test_a_nan_loss_is_one_line_naming_stage_and_fix(tmp_path):
-    done = train(tmp_path, "optimizer=sgd", "optimizer.lr=1e30")
-    assert done.returncode == 2
-    [line] = done.stderr.strip().splitlines()
-    assert line.startswith("Error: stage 0: training loss is ") and "optimizer.lr=1e-4" in line
 
 
 @pytest.fixture
@@ -123,31 +127,15 @@ def test_an_empty_class_folder_is_named_with_the_fix(images):
         build_data(image_folder_config(images).dataset)
 
 
-def test_a_bad_image_from_the_command_line_is_one_line(images, tmp_path):
-    (images / "train" / "class_00" / "image_0000.png").write_bytes(b"garbage")
-    done = train(tmp_path / "run", "dataset=image_folder", f"dataset.root={images}")
-    assert done.returncode == 2
-    [line] = done.stderr.strip().splitlines()
-    assert "1 unreadable image file(s), e.g. " in line and "image_0000.png" in line
-
-
-SRUN_NOTICE = """
-import shutil, warnings
-import al.train
-from lightning_fabric.plugins.environments import SLURMEnvironment
-shutil.which = lambda name: "/usr/bin/srun"
-for _ in range(3):
-    SLURMEnvironment._validate_srun_used()
-"""
-
-
-@pytest.mark.parametrize("allocation, notices", [(False, 0), (True, 1)])
-def test_the_srun_notice_is_silent_outside_slurm_and_said_once_inside(allocation, notices):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    if allocation:
-        env["SLURM_JOB_ID"] = "1"
-    done = subprocess.run(
-        [sys.executable, "-c", SRUN_NOTICE], cwd=ROOT, capture_output=True, text=True, env=env
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stderr.count("The `srun` command is available") == notices
+@pytest.mark.parametrize("allocation, notices", [({}, 0), ({"SLURM_JOB_ID": "1"}, 1)])
+def test_the_srun_notice_is_silent_outside_slurm_and_said_once_inside(
+    monkeypatch, allocation, notices
+):
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/srun")
+    monkeypatch.setattr(warnings, "onceregistry", {})
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        quiet_srun_notice(allocation)
+        for _ in range(3):
+            SLURMEnvironment._validate_srun_used()
+    assert sum("The `srun` command is available" in str(w.message) for w in shown) == notices

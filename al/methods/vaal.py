@@ -118,8 +118,8 @@ class VaalSelector(Selector):
             vae, discriminator, labeled, labeled_first
         ).numpy()
         if ranks is not None:
-            self.diagnostics["labeled_predicted_loss"] = ranks[0].cpu().numpy()
-            self.diagnostics["candidate_predicted_loss"] = ranks[1].cpu().numpy()
+            self.diagnostics["labeled_predicted_loss"] = ranks[0].detach().cpu().numpy()
+            self.diagnostics["candidate_predicted_loss"] = ranks[1].detach().cpu().numpy()
 
     def ranks(self, module: pl.LightningModule, request: SelectionRequest):
         """Per-sample conditioning of (labeled, candidates); VAAL has none."""

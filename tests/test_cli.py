@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, TINY, read_results, without_timings
 
 FOUR_STAGES = [*TINY, "budget.stages=4", "trainer.max_epochs=30"]
@@ -38,6 +40,7 @@ def kill_after_stage(run_dir: Path, stage: int, *overrides: str) -> None:
     assert snapshot.exists(), process.stderr.read().decode()
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_results(tmp_path):
     train(tmp_path / "whole", *FOUR_STAGES)
     kill_after_stage(tmp_path / "killed", 1, *FOUR_STAGES)
@@ -50,6 +53,7 @@ def test_killed_run_resumes_to_the_uninterrupted_results(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_different_config_in_a_run_dir_is_refused_and_hydra_files_kept(tmp_path):
     train(tmp_path, *TINY)
     saved_config = (tmp_path / ".hydra" / "config.yaml").read_text()

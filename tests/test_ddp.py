@@ -79,6 +79,7 @@ def check_stages_label_their_picks(run_dir: Path, stages: int) -> None:
         assert sorted(picked) == np.flatnonzero(labelled_at.numpy() == stage + 1).tolist()
 
 
+@pytest.mark.slow
 def test_two_process_run_and_its_resume_keep_one_pool_and_one_writer(tmp_path):
     done = train_ddp(tmp_path, "budget.stages=3")
     assert done.returncode == 0, done.stderr[-3000:]

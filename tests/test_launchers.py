@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import CONF_DIR, ROOT, TINY, read_results, without_timings
@@ -39,6 +40,7 @@ def test_slurm_launcher_works_without_conf_local(tmp_path):
     assert (launcher.cpus_per_task, launcher.tasks_per_node) == (4, 1)
 
 
+@pytest.mark.slow
 def test_submitit_local_sweep_matches_local_runs(tmp_path):
     sweep = subprocess.run(
         [

@@ -153,6 +153,7 @@ def test_no_runs_is_a_clear_error(tmp_path):
     assert done.returncode != 0 and "no finished runs" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_multirun_sweep_is_compared_and_its_curves_pair(tmp_path):
     """`make sweep`'s setting gives bald and random one task learner (model.dropout=0.5)."""
     sweep = tmp_path / "sweep"

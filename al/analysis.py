@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -27,13 +26,17 @@ import torch
 from omegaconf import OmegaConf
 
 from al.budget import Budget
+from al.errors import ConfigError, DataError, report_user_errors
 from al.loop import build_data, run_stage
 from al.methods.dast_al import log_epmcm_bound
+from al.notices import quiet_notices
 from al.pool import UNLABELED, Pool
 from al.progress import stage_progress
 from al.sinks import EpochMetricsCallback, Sink
 
 SAMPLE_COUNTS = (100, 1000, 10_000, 100_000)  # DAST-AL Table 2's columns
+
+quiet_notices()
 
 
 def discriminator_figure(diagnostics: dict[str, np.ndarray], picks: np.ndarray, path: Path):
@@ -140,8 +143,9 @@ def epmcm_gaps(
 
 
 def retrain_stage(cfg, data, run_dir: Path, stage: int) -> tuple:
-    """The task module of `stage` retrained exactly as the run trained it (every draw derives
-    from (seed, stage)) and that stage's picks, checked against the saved ones."""
+    """(module, picks, pool) of `stage`: the task module retrained exactly as the run trained it
+    (every draw derives from (seed, stage)), its picks, checked against the saved ones, and the
+    pool as it stood before them."""
     snapshot = torch.load(run_dir / "state" / f"stage_{stage:03d}.pt", weights_only=True)
     labelled_at = snapshot["labelled_at"].numpy()
     pool = Pool(len(labelled_at))
@@ -152,22 +156,18 @@ def retrain_stage(cfg, data, run_dir: Path, stage: int) -> tuple:
     picks = outcome.selection.indices.numpy()
     if not np.array_equal(picks, saved_picks(run_dir, stage)):
         raise RuntimeError(f"retraining stage {stage} in {run_dir} did not reproduce its picks")
-    return outcome.module, picks
+    return outcome.module, picks, pool
 
 
 def epmcm_table(run_dir: Path, stage: int, counts: tuple[int, ...], candidates: int) -> str:
     """DAST-AL Table 2 for one stage's ISDA model: gap mean ± std per sample count."""
     cfg = OmegaConf.load(run_dir / "state" / "config.yaml")
     data = build_data(cfg.dataset)
-    module, _ = retrain_stage(cfg, data, run_dir, stage)
+    module, _, pool = retrain_stage(cfg, data, run_dir, stage)
     if getattr(module, "covariance", None) is None:
-        fail(f"{run_dir} did not train with ISDA (isda.enabled=false): no Σ to sample from")
+        raise ConfigError(f"{run_dir} did not train with ISDA (isda.enabled=false): no Σ to sample")
     generator = torch.Generator().manual_seed(0)
-    labelled_at = torch.load(run_dir / "state" / f"stage_{stage:03d}.pt", weights_only=True)[
-        "labelled_at"
-    ].numpy()
-    unlabeled = np.flatnonzero((labelled_at > stage) | (labelled_at == UNLABELED))
-    chosen = np.sort(np.random.default_rng(0).permutation(unlabeled)[:candidates])
+    chosen = np.sort(np.random.default_rng(0).permutation(pool.unlabeled_indices)[:candidates])
     module.eval()
     with torch.no_grad():
         x = torch.stack([x for x, _ in data.pool.unlabeled(chosen)])
@@ -185,11 +185,6 @@ def epmcm_table(run_dir: Path, stage: int, counts: tuple[int, ...], candidates: 
     return "\n".join(rows)
 
 
-def fail(message: str) -> None:
-    print(f"Error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -198,12 +193,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, nargs="+", default=list(SAMPLE_COUNTS))
     parser.add_argument("--candidates", type=int, default=1000, help="DAST-AL: 1000")
     args = parser.parse_args(argv)
-    if args.epmcm_gap:
-        print(epmcm_table(args.run_dir, args.stage, tuple(args.samples), args.candidates))
-        return
-    lines = analyse_discriminators(args.run_dir)
-    if not lines:
-        fail(f"{args.run_dir}/picks holds no discriminator outputs: run a VAAL-family method")
+    with report_user_errors():
+        if args.epmcm_gap:
+            print(epmcm_table(args.run_dir, args.stage, tuple(args.samples), args.candidates))
+            return
+        lines = analyse_discriminators(args.run_dir)
+        if not lines:
+            raise DataError(
+                f"{args.run_dir}/picks holds no discriminator outputs: run a VAAL method"
+            )
     print("\n".join(lines))
     print(f"figures: {args.run_dir / 'analysis'}")
 

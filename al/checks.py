@@ -15,7 +15,7 @@ EVAL_MODELS = ("last", "best_val")
 
 def check_config(cfg: DictConfig) -> Budget:
     """Check the loop's keys; return the (unresolved) budget."""
-    check_integer("seed", cfg.seed, minimum=0, example="seed=0")
+    check_integer("seed", cfg.seed, minimum=0, example="0")
     check_integer("loader.batch_size", cfg.loader.batch_size, minimum=1, example="32")
     check_integer("loader.eval_batch_size", cfg.loader.eval_batch_size, minimum=1, example="256")
     check_integer("loader.num_workers", cfg.loader.num_workers, minimum=0, example="0")
@@ -28,13 +28,13 @@ def check_config(cfg: DictConfig) -> Budget:
         raise ConfigError(f"reinit_each_stage={cfg.reinit_each_stage!r} must be true or false")
     max_epochs = cfg.trainer.get("max_epochs")
     if max_epochs is not None:
-        example = "10 (train at least one epoch)"
-        check_integer("trainer.max_epochs", max_epochs, minimum=1, example=example)
+        check_integer(
+            "trainer.max_epochs", max_epochs, minimum=1, example="10 (train at least one epoch)"
+        )
     return Budget(**cfg.budget)
 
 
 def check_integer(key: str, value: Any, minimum: int, example: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         bound = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
-        fix = example if "=" in example else f"{key}={example}"
-        raise ConfigError(f"{key}={value!r} must be {bound}: e.g. {fix}")
+        raise ConfigError(f"{key}={value!r} must be {bound}: e.g. {key}={example}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Iterator
@@ -34,6 +35,9 @@ class StorageError(UserError):
     """The run directory cannot be written: a full disk or quota."""
 
 
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
 def storage_error(path: Path, error: OSError) -> StorageError:
     return StorageError(
         f"cannot write {path}: {error.strerror}. Free some space and rerun the same command: it "
@@ -56,15 +60,15 @@ def build(node: Any, **kwargs: Any) -> Any:
 
 
 @contextmanager
-def report_user_errors(run_dir: Path) -> Iterator[None]:
+def report_user_errors(run_dir: Path | None = None) -> Iterator[None]:
     """A UserError becomes one line on stderr and exit status 2 (HYDRA_FULL_ERROR=1 keeps the
-    traceback); a run directory it leaves empty (Hydra creates it first) is removed."""
+    traceback); a `run_dir` it leaves empty (Hydra creates it first) is removed."""
     try:
         yield
     except UserError as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        if run_dir.is_dir() and not any(run_dir.iterdir()):
+        if run_dir is not None and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()
         print(f"Error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

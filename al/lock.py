@@ -20,12 +20,11 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from al.errors import RunDirectoryBusy, storage_error
+from al.errors import DISK_FULL, RunDirectoryBusy, storage_error
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
 NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
-DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 def holder_line() -> str:

@@ -11,7 +11,6 @@ rank 0 writes; every rank reads the same snapshots.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
@@ -29,10 +28,9 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from al.distributed import is_global_zero
-from al.errors import ConfigError, DataError, storage_error
+from al.errors import DISK_FULL, ConfigError, DataError, storage_error
 
 log = logging.getLogger(__name__)
-DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 # Keys that may change between the runs sharing a directory: where to log, and
 # how many stages (rerunning with more stages extends a finished run).

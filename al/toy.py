@@ -26,10 +26,13 @@ from sklearn.svm import SVC
 
 from al.analysis import retrain_stage
 from al.loop import build_data, run
+from al.notices import quiet_notices
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 METHODS = ("learning_loss", "vaal", "ta_vaal")
 GRID = 300
+
+quiet_notices()
 
 
 def grid_over(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +92,7 @@ def toy_seed(args: argparse.Namespace, seed: int) -> list[tuple[int, str, float,
             )
         run(cfg, out / method)
         data = build_data(cfg.dataset)
-        module, picks = retrain_stage(cfg, data, out / method, args.stage)
+        module, picks, _ = retrain_stage(cfg, data, out / method, args.stage)
         points = data.pool.inputs.x.numpy()
         rows.append((seed, method, *draw(ax, module, points, data.pool_targets, picks, method)))
     fig.tight_layout()

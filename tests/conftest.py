@@ -58,6 +58,17 @@ def start_train(run_dir: Path, *overrides: str, **env: str) -> subprocess.Popen:
     )
 
 
+def finished(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    """`process`, waited for: its exit status and output."""
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def train_command(run_dir: Path, *overrides: str, **env: str) -> subprocess.CompletedProcess:
+    """`start_train`, waited for."""
+    return finished(start_train(run_dir, *overrides, **env))
+
+
 def read_results(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
 

@@ -4,29 +4,19 @@ EPMCM bound against Monte-Carlo estimates (DAST-AL Table 2)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
-from test_vaal import OnDevice, two_pools_request
+from test_vaal import select_two_pools
 
 from al.analysis import discriminator_accuracy, epmcm_gaps, main, projection_samples
 from al.loop import run
 from al.methods.dast_al import log_epmcm_bound
-from al.methods.vaal import VaalSelector
 
 from conftest import FASTER
 
 
 def test_saved_discriminator_outputs_are_the_ones_that_picked():
-    selector = VaalSelector(
-        input_shape=[2],
-        latent_dim=2,
-        mlp_hidden=16,
-        discriminator_hidden=16,
-        epochs_v=5,
-        batch_size=16,
-    )
-    request, _ = two_pools_request(query=10)
-    with torch.no_grad():
-        picks, scores = selector.select(OnDevice(), request)
+    selector, picks, scores, _ = select_two_pools(epochs_v=5)
     saved = selector.diagnostics
     assert saved["labeled_index"].tolist() == list(range(40))
     assert saved["candidate_index"].tolist() == list(range(500, 530))
@@ -94,3 +84,17 @@ def test_the_epmcm_gap_of_a_dast_al_run(tiny_config, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     table = lines[[line.split()[:1] for line in lines].index(["samples"]) :]
     assert [line.split()[0] for line in table[1:]] == ["100", "1000"]
+    for row in table[1:]:  # samples, |gap (a)| mean ± std, gap (b) mean ± std
+        _, closed, _, _, true, _, _ = row.split()
+        assert 0 <= float(closed) < float("inf") and float(true) > 0  # Ē ≥ E^∞ (Eq. 7)
+
+
+def test_a_run_without_what_an_analysis_needs_is_one_line(tiny_config, tmp_path, capsys):
+    run(tiny_config("method=random", "budget.stages=1", "trainer.max_epochs=1"), tmp_path)
+    for argv, message in (
+        ([], "holds no discriminator outputs"),
+        (["--epmcm-gap"], "did not train with ISDA"),
+    ):
+        with pytest.raises(SystemExit) as exit_status:
+            main([str(tmp_path), *argv])
+        assert exit_status.value.code == 2 and message in capsys.readouterr().err

@@ -4,8 +4,6 @@ model without dropout refused before it trains (never given a layer the other me
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -21,7 +19,7 @@ from al.models.backbone import dropout_layers
 from al.models.cnn import SmallCNN
 from al.models.mlp import MLP
 
-from conftest import ROOT, compose_config
+from conftest import compose_config, train_command
 
 REFUSAL = (
     r"method=bald samples MC dropout, but the model has no dropout layer: set model\.dropout=0\.5"
@@ -136,13 +134,7 @@ def test_a_run_without_model_dropout_stops_before_training(tiny_config, tmp_path
 
 
 def test_the_refusal_is_one_line_naming_the_fix(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "al.train", "method=bald", f"hydra.run.dir={tmp_path}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = train_command(tmp_path, "method=bald")
     assert done.returncode == 2
     assert done.stderr.startswith("Error: method=bald samples MC dropout")
     assert "model.dropout=0.5" in done.stderr and len(done.stderr.splitlines()) == 1

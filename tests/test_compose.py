@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import subprocess
-import sys
 
 import pytest
 import pytorch_lightning as pl
@@ -21,7 +19,7 @@ from al.models.mlp import MLP
 from al.models.resnet import ResNet18
 from al.sinks import Sink
 
-from conftest import ROOT, compose_config, options
+from conftest import compose_config, options, train_command
 
 # A file-based dataset's class count is the user's to set (image_folder: ???).
 SET_BY_USER = {"image_folder": ["dataset.num_classes=3"]}
@@ -110,13 +108,7 @@ def test_unknown_option_fails_with_hydras_message():
 
 
 def test_command_line_reports_unknown_option_and_exits_nonzero(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "al.train", "method=nope", f"hydra.run.dir={tmp_path}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = train_command(tmp_path, "method=nope")
     assert result.returncode != 0
     assert "Could not find 'method/nope'" in result.stderr
     assert "Available options in 'method'" in result.stderr

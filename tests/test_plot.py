@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,6 +43,17 @@ MNIST_ACCURACY = {
 BALD_DIFFERS = (
     "task learners differ: mnist, seed 0: stage-0 test/acc margin, random 46.00 %; bald 37.00 %"
 )
+
+
+def plot_command(runs: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """`python -m al.plot RUNS` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "al.plot", str(runs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=check,
+    )
 
 
 def write_run(root, method, seed, accuracy, dataset="digits"):
@@ -84,13 +96,7 @@ def test_groups_and_known_statistics(runs):
 
 
 def test_command_line_writes_figures_and_tables(runs):
-    done = subprocess.run(
-        [sys.executable, "-m", "al.plot", str(runs)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    done = plot_command(runs)
     out = runs / "comparison"
     for name in (
         "digits-accuracy.png",
@@ -121,35 +127,21 @@ def test_only_the_seed_whose_stage_0_results_differ_is_flagged(unpaired_runs):
 
 def test_identical_stage_0_results_are_not_flagged(runs):
     assert stage0_disagreements(group_curves(find_runs(runs))) == []
-    done = subprocess.run(
-        [sys.executable, "-m", "al.plot", str(runs)], cwd=ROOT, capture_output=True, text=True
-    )
+    done = plot_command(runs)
     assert (
         "task learners differ" not in done.stdout + (runs / "comparison" / "summary.md").read_text()
     )
 
 
 def test_the_flag_ends_the_printed_summary(unpaired_runs):
-    done = subprocess.run(
-        [sys.executable, "-m", "al.plot", str(unpaired_runs)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    done = plot_command(unpaired_runs)
     summary = (unpaired_runs / "comparison" / "summary.md").read_text()
     assert summary.endswith(f"|\n\n- {BALD_DIFFERS}\n")
     assert f"- {BALD_DIFFERS}" in done.stdout
 
 
 def test_no_runs_is_a_clear_error(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "al.plot", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = plot_command(tmp_path, check=False)
     assert done.returncode != 0 and "no finished runs" in done.stderr
 
 
@@ -179,7 +171,5 @@ def test_a_multirun_sweep_is_compared_and_its_curves_pair(tmp_path):
     curves = {c.method: c for c in group_curves(find_runs(sweep))}
     assert curves["bald"].seeds == [0, 1] and list(curves["bald"].n_labeled) == [50, 100]
     assert stage0_disagreements(list(curves.values())) == []
-    subprocess.run(
-        [sys.executable, "-m", "al.plot", str(sweep)], cwd=ROOT, check=True, capture_output=True
-    )
+    plot_command(sweep)
     assert (sweep / "comparison" / "digits-improvement.png").exists()

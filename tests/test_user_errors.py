@@ -4,7 +4,6 @@ run directory as it was; Lightning's `srun` notice stays out of runs not meant f
 from __future__ import annotations
 
 import shutil
-import subprocess
 import warnings
 from pathlib import Path
 
@@ -14,14 +13,9 @@ from lightning_fabric.plugins.environments import SLURMEnvironment
 
 from al.errors import ConfigError, DataError, NonFiniteLossError, UserError, report_user_errors
 from al.loop import build_data, run
-from al.train import quiet_srun_notice
+from al.notices import quiet_notices
 
-from conftest import TINY, compose_config, start_train
-
-
-def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
-    stdout, stderr = process.communicate(timeout=300)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+from conftest import TINY, compose_config, finished, start_train
 
 
 def contents(run_dir: Path) -> dict[str, bytes]:
@@ -79,7 +73,7 @@ def test_user_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
 def test_from_the_command_line_one_line_and_no_run_directory_or_the_traceback(tmp_path):
     plain = start_train(tmp_path / "plain", "seed=-1")
     debug = start_train(tmp_path / "debug", "seed=-1", HYDRA_FULL_ERROR="1")
-    plain, debug = finish(plain), finish(debug)
+    plain, debug = finished(plain), finished(debug)
     assert plain.returncode == 2 and not (tmp_path / "plain").exists()
     assert plain.stderr == f"Error: {BAD_INPUTS['seed=-1']}\n"
     assert debug.returncode == 1 and "Traceback" in debug.stderr
@@ -135,7 +129,7 @@ def test_the_srun_notice_is_silent_outside_slurm_and_said_once_inside(
     monkeypatch.setattr(warnings, "onceregistry", {})
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
-        quiet_srun_notice(allocation)
+        quiet_notices(allocation)
         for _ in range(3):
             SLURMEnvironment._validate_srun_used()
     assert sum("The `srun` command is available" in str(w.message) for w in shown) == notices

@@ -71,7 +71,9 @@ def two_pools_request(query: int) -> tuple[SelectionRequest, torch.Tensor]:
     return request, candidate_ids[20:]
 
 
-def test_the_least_labeled_looking_candidates_are_picked():
+def select_two_pools(epochs_v: int) -> tuple[VaalSelector, torch.Tensor, torch.Tensor, list]:
+    """A small MLP VAAL's (selector, picks, scores) on `two_pools_request`, and the 10
+    candidates that lie elsewhere."""
     selector = VaalSelector(
         input_shape=[2],
         latent_dim=2,
@@ -79,13 +81,18 @@ def test_the_least_labeled_looking_candidates_are_picked():
         discriminator_hidden=16,
         lr_vae=0.01,
         lr_discriminator=0.01,
-        epochs_v=120,
+        epochs_v=epochs_v,
         batch_size=16,
     )
     request, elsewhere = two_pools_request(query=10)
     with torch.no_grad():
         picks, scores = selector.select(OnDevice(), request)
-    assert sorted(picks.tolist()) == elsewhere.tolist()
+    return selector, picks, scores, elsewhere.tolist()
+
+
+def test_the_least_labeled_looking_candidates_are_picked():
+    _, picks, scores, elsewhere = select_two_pools(epochs_v=120)
+    assert sorted(picks.tolist()) == elsewhere
     assert torch.all(scores[:-1] >= scores[1:])
 
 

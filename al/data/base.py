@@ -50,8 +50,9 @@ class TensorInputs(Dataset):
         return self.x[index]
 
 
-class UnlabeledView(Dataset):
-    """The pool positions `indices` as `(transform(input), global_index)`: no labels at all."""
+class PoolView(Dataset):
+    """The pool positions `indices`, each read from `inputs` and transformed (None = as is);
+    subclasses say what comes with the input."""
 
     def __init__(self, inputs: Dataset, transform: Transform, indices: Sequence[int]) -> None:
         self.inputs, self.transform = inputs, transform
@@ -60,30 +61,31 @@ class UnlabeledView(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def input(self, position: int) -> torch.Tensor:
+        x = self.inputs[int(self.indices[position])]
+        return x if self.transform is None else self.transform(x)
+
+
+class UnlabeledView(PoolView):
+    """`(transform(input), global_index)`: no labels at all."""
+
     def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
-        index = int(self.indices[position])
-        x = self.inputs[index]
-        return (x if self.transform is None else self.transform(x)), index
+        return self.input(position), int(self.indices[position])
 
 
-class LabeledView(Dataset):
-    """The pool positions `indices` as `(transform(input), label)`; holds those labels only."""
+class LabeledView(PoolView):
+    """`(transform(input), label)`; holds the labels of these samples only."""
 
     def __init__(
         self, inputs: Dataset, transform: Transform, indices: Sequence[int], labels: np.ndarray
     ) -> None:
-        if len(indices) != len(labels):
-            raise ValueError(f"{len(indices)} samples but {len(labels)} labels")
-        self.inputs, self.transform = inputs, transform
-        self.indices = np.asarray(indices, dtype=np.int64)
+        super().__init__(inputs, transform, indices)
+        if len(self.indices) != len(labels):
+            raise ValueError(f"{len(self.indices)} samples but {len(labels)} labels")
         self.labels = np.array(labels, dtype=np.int64)  # a copy: never a view of the pool's
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
     def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
-        x = self.inputs[int(self.indices[position])]
-        return (x if self.transform is None else self.transform(x)), int(self.labels[position])
+        return self.input(position), int(self.labels[position])
 
 
 @dataclass

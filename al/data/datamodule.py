@@ -34,7 +34,7 @@ class ALDataModule(pl.LightningDataModule):
         super().__init__()
         self.pool = pool
         self.labeled_indices = np.asarray(labeled_indices, dtype=np.int64)
-        self.labeled_targets = np.array(labeled_targets, dtype=np.int64)
+        self.labeled_targets = np.asarray(labeled_targets, dtype=np.int64)
         self.test = test
         self.validation = validation
         self.batch_size = batch_size
@@ -69,8 +69,8 @@ class ValidatedDataModule(ALDataModule):
 
 
 def datamodule_for(data: ALData, labeled_indices: Sequence[int], **loader) -> ALDataModule:
-    """The datamodule for one stage: the labeled samples' labels are copied out of the
-    oracle's; it validates only when the data has a validation set."""
+    """The datamodule for one stage, with the labeled samples' labels (a copy: fancy indexing)
+    and never the oracle's array; it validates only when the data has a validation set."""
     kind = ALDataModule if data.validation is None else ValidatedDataModule
     labeled_indices = np.asarray(labeled_indices, dtype=np.int64)
     return kind(

@@ -58,7 +58,8 @@ def class_folder(folder: Path) -> tuple[list[str], list[str], np.ndarray]:
     samples = make_dataset(str(folder), class_to_index, IMG_EXTENSIONS, allow_empty=True)
     paths = [path for path, _ in samples]
     labels = np.array([label for _, label in samples], dtype=np.int64)
-    empty = [name for name in classes if class_to_index[name] not in set(labels.tolist())]
+    present = set(labels.tolist())
+    empty = [name for name in classes if class_to_index[name] not in present]
     if empty:
         raise DataError(
             f"class folder(s) {', '.join(str(folder / name) for name in empty)} hold no images "
@@ -132,8 +133,8 @@ def image_folder(
             stratify=targets,
             random_state=split_seed,
         )
-        pool_ids = np.sort(pool_ids)
-        test_paths, test_targets = [paths[i] for i in np.sort(test_ids)], targets[np.sort(test_ids)]
+        pool_ids, test_ids = np.sort(pool_ids), np.sort(test_ids)
+        test_paths, test_targets = [paths[i] for i in test_ids], targets[test_ids]
     pool_paths, pool_targets = [paths[i] for i in pool_ids], targets[pool_ids]
     scan = scanned(Path(root), pool_paths, test_paths, image_size)
     check_bad(scan["bad"], skip_bad_files)

@@ -113,9 +113,8 @@ class VaalSelector(Selector):
         labeled_ids = torch.cat([indices for _, indices in request.labeled])
         self.diagnostics["labeled_index"] = labeled_ids.numpy()
         self.diagnostics["candidate_index"] = candidate_ids.cpu().numpy()
-        labeled_first = None if ranks is None else (ranks[1], ranks[0])
         self.diagnostics["labeled_discriminator"] = self.discriminate(
-            vae, discriminator, labeled, labeled_first
+            vae, discriminator, labeled, ranks, labeled=True
         ).numpy()
         if ranks is not None:
             self.diagnostics["labeled_predicted_loss"] = ranks[0].detach().cpu().numpy()
@@ -196,14 +195,18 @@ class VaalSelector(Selector):
         )
 
     @torch.no_grad()
-    def discriminate(self, vae, discriminator, candidates: torch.Tensor, ranks) -> torch.Tensor:
-        """D(μ) of every candidate (eval mode, the trained ranks): the probability "labeled"."""
+    def discriminate(
+        self, vae, discriminator, inputs: torch.Tensor, ranks, labeled: bool = False
+    ) -> torch.Tensor:
+        """D(μ) of every candidate — or, with `labeled`, of every labeled sample — in eval
+        mode with the trained ranks: the probability "labeled"."""
         vae.eval()
         discriminator.eval()
-        everyone = torch.arange(len(candidates), device=candidates.device)
-        _, (_, judge) = self.iteration_conditions(1, ranks, everyone[:0], everyone)
+        everyone = torch.arange(len(inputs), device=inputs.device)
+        sides = (everyone, everyone[:0]) if labeled else (everyone[:0], everyone)
+        _, judge = self.iteration_conditions(1, ranks, *sides)[0 if labeled else 1]
         probabilities = [
-            discriminator(vae.encode(candidates[chunk])[0], None if judge is None else judge[chunk])
+            discriminator(vae.encode(inputs[chunk])[0], None if judge is None else judge[chunk])
             for chunk in everyone.split(self.batch_size)
         ]
         return torch.cat(probabilities).cpu()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+
+import numpy as np
 
 from al.errors import ConfigError
 
@@ -21,6 +24,11 @@ class Budget:
     `initial`, `query` and `subset` may be fractions of the pool (0 < f < 1,
     VAAL's 10 % + 5 %); `resolve` turns them into counts. `initial_strategy`:
     `random`, or SRAAL's `kcenter` (k-center greedy in a pool VAE's latent space).
+    `initial_classes` (random only): draw the initial labels from these classes alone, an
+    equal share of each (the M2-VAAL slides' cold start: 166/167/167 of classes 2, 4, 7).
+    `stop_when_discriminator_chance`: end the run after the first stage whose
+    `discriminator/acc` lies within `chance_tolerance` of 0.5 (the slides' "stop when the
+    discriminator is unable to differentiate"); only for methods that report one.
     """
 
     initial: Size
@@ -28,6 +36,9 @@ class Budget:
     stages: int
     subset: Size | None = None
     initial_strategy: str = "random"
+    initial_classes: Sequence[int] | None = None
+    stop_when_discriminator_chance: bool = False
+    chance_tolerance: float = 0.05
 
     def __post_init__(self) -> None:
         for key in ("initial", "query", "subset", "stages"):
@@ -43,6 +54,21 @@ class Budget:
             raise ConfigError(
                 f"budget.initial_strategy={self.initial_strategy!r} is not one of "
                 f"{INITIAL_STRATEGIES}"
+            )
+        self.check_initial_classes()
+        if not isinstance(self.stop_when_discriminator_chance, bool):
+            raise ConfigError(
+                f"budget.stop_when_discriminator_chance={self.stop_when_discriminator_chance!r} "
+                "must be true or false"
+            )
+        tolerance = self.chance_tolerance
+        if (
+            isinstance(tolerance, bool)
+            or not isinstance(tolerance, int | float)
+            or not (0 <= tolerance < 0.5)
+        ):
+            raise ConfigError(
+                f"budget.chance_tolerance={tolerance!r} must lie in [0, 0.5), e.g. 0.05"
             )
         both_counts = isinstance(self.subset, int) and isinstance(self.query, int)
         if both_counts and self.subset < self.query:
@@ -67,6 +93,56 @@ class Budget:
         resolved.check_fits(pool_size)
         return resolved
 
+    def check_initial_classes(self) -> None:
+        if self.initial_classes is None:
+            return
+        classes = list(self.initial_classes)
+        if not classes or not all(isinstance(c, int) and c >= 0 for c in classes):
+            raise ConfigError(
+                f"budget.initial_classes={classes!r} must be a non-empty list of class indices, "
+                "e.g. budget.initial_classes=[2,4,7], or null for every class"
+            )
+        if len(set(classes)) != len(classes):
+            raise ConfigError(f"budget.initial_classes={classes!r} lists a class twice")
+        if self.initial_strategy != "random":
+            raise ConfigError(
+                f"budget.initial_classes applies to budget.initial_strategy=random, not "
+                f"{self.initial_strategy!r}: drop one of them"
+            )
+        object.__setattr__(self, "initial_classes", tuple(classes))
+
+    def check_classes_fit(self, pool_targets: np.ndarray, num_classes: int) -> None:
+        """`initial_classes` name classes of the data, each with enough samples for its share."""
+        if self.initial_classes is None:
+            return
+        unknown = [c for c in self.initial_classes if c >= num_classes]
+        if unknown:
+            raise ConfigError(
+                f"budget.initial_classes={list(self.initial_classes)}: the data has classes "
+                f"0..{num_classes - 1}, not {unknown}"
+            )
+        counts = np.bincount(pool_targets, minlength=num_classes)
+        for c, share in zip(
+            self.initial_classes, class_shares(self.initial, len(self.initial_classes)), strict=True
+        ):
+            if counts[c] < share:
+                raise ConfigError(
+                    f"budget.initial={self.initial} needs {share} labels of class {c} "
+                    f"(budget.initial_classes), but the pool has {counts[c]}: lower budget.initial"
+                )
+
+    def stop_reason(self, record: dict) -> str | None:
+        """Why the run ends after the stage of `record`, or None to go on."""
+        if not self.stop_when_discriminator_chance:
+            return None
+        accuracy = record["discriminator/acc"]
+        if abs(accuracy - 0.5) > self.chance_tolerance:
+            return None
+        return (
+            f"discriminator accuracy {accuracy:.3f} is within {self.chance_tolerance} of chance "
+            "(budget.stop_when_discriminator_chance)"
+        )
+
     @property
     def total_labels(self) -> int:
         return self.initial + self.stages * self.query
@@ -90,6 +166,13 @@ class Budget:
         ]
         fix = "lower " + " or ".join(f for f in fixes if f) if any(fixes) else "use fewer labels"
         raise ConfigError(f"{labels}: {fix}")
+
+
+def class_shares(total: int, classes: int) -> list[int]:
+    """`total` split over `classes` as evenly as possible, the later classes taking the
+    remainder (500 over 3: 166, 167, 167)."""
+    base, extra = divmod(total, classes)
+    return [base + (position >= classes - extra) for position in range(classes)]
 
 
 def is_size(value: object) -> bool:

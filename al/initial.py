@@ -1,15 +1,18 @@
-"""The initial labeled pool: uniform at random, or SRAAL's k-center greedy in the latent
-space of a VAE trained on the whole (unlabeled) pool."""
+"""The initial labeled pool: uniform at random (over every class, or an equal share of some
+classes: a cold start), or SRAAL's k-center greedy in the latent space of a VAE trained on the
+whole (unlabeled) pool."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from al.budget import class_shares
 from al.data import ALData
 from al.methods.coreset import k_center_greedy
 from al.methods.vaal import shuffled_batches
@@ -31,10 +34,18 @@ class KCenterSettings:
 
 
 def initial_indices(
-    strategy: str, data: ALData, size: int, seed: int, settings: KCenterSettings
+    strategy: str,
+    data: ALData,
+    size: int,
+    seed: int,
+    settings: KCenterSettings,
+    classes: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """`size` distinct pool indices, chosen by `strategy` from (data, seed) alone."""
+    """`size` distinct pool indices, chosen by `strategy` from (data, seed) alone; with
+    `classes`, an equal share of each (`class_shares`) drawn at random among its samples."""
     pool_size = len(data.pool_targets)
+    if strategy == "random" and classes is not None:
+        return class_initial(data.pool_targets, classes, size, seed)
     if strategy == "random":
         return random_initial(pool_size, size, seed)
     torch.manual_seed(int(stage_rng(seed, 0, "kcenter").integers(2**31 - 1)))
@@ -42,6 +53,17 @@ def initial_indices(
     first = int(torch.randint(pool_size, (1,)))
     picks, _ = k_center_greedy(latents, latents[first : first + 1], size - 1)
     return np.array([first, *picks.tolist()])
+
+
+def class_initial(targets: np.ndarray, classes: Sequence[int], size: int, seed: int) -> np.ndarray:
+    """`class_shares(size)` random samples of each class in `classes`, from `seed` alone."""
+    rng = stage_rng(seed, 0, "initial")
+    shares = class_shares(size, len(classes))
+    picks = [
+        rng.choice(np.flatnonzero(targets == label), share, replace=False)
+        for label, share in zip(classes, shares, strict=True)
+    ]
+    return np.concatenate(picks)
 
 
 def pool_latents(data: ALData, settings: KCenterSettings) -> torch.Tensor:

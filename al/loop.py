@@ -29,7 +29,7 @@ from al.lock import RunDirectoryLock
 from al.methods.selector import Selection, SelectionRequest, Selector
 from al.pool import Pool, stage_rng
 from al.progress import EpochProgressCallback, stage_progress
-from al.results import plot_curve, print_table, stage_record
+from al.results import plot_curve, print_pick_classes, print_table, stage_record
 from al.sinks import EpochMetricsCallback, Sink
 from al.store import RunStore, best_effort
 
@@ -60,17 +60,31 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
     if cfg.eval_model == "best_val":
         data = data.hold_out_validation(cfg.validation_fraction)
     budget = budget.resolve(len(data.pool_targets))
+    budget.check_classes_fit(data.pool_targets, data.num_classes)
     build_module(cfg, data.num_classes)  # the method's constructors check its options
-    build(cfg.method.selector)
+    check_stopping_rule(budget, build(cfg.method.selector), cfg.method.name)
     with RunDirectoryLock(run_dir) if is_global_zero() else nullcontext():
         store = RunStore(run_dir)
         store.claim(cfg)
         return run_stages(cfg, data, budget, store)
 
 
+def check_stopping_rule(budget: Budget, selector: Selector, method: str) -> None:
+    if budget.stop_when_discriminator_chance and not selector.reports_discriminator:
+        raise ConfigError(
+            f"budget.stop_when_discriminator_chance=true needs a method whose selector reports "
+            f"a discriminator's accuracy (vaal, ta_vaal, m2_vaal), not {method}: set it to false"
+        )
+
+
 def run_stages(cfg: DictConfig, data: ALData, budget: Budget, store: RunStore) -> list[dict]:
-    """The stages after the last finished one; the sink and curve are written best-effort."""
+    """The stages after the last finished one, up to `budget.stages` or the stopping rule;
+    the sink and curve are written best-effort."""
     pool, records, model_state = resume_or_start(store, budget, data, cfg)
+    if records and stopped(records[-1], budget):
+        log.info("This run stopped after stage %d: %s", len(records) - 1, records[-1]["stopped"])
+        print_table(records, f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}")
+        return records
     sink = build_sink(cfg.logger)
     sink.start(store.run_dir, OmegaConf.to_container(cfg, resolve=True), records)
     title = f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}"
@@ -90,7 +104,7 @@ def run_stages(cfg: DictConfig, data: ALData, budget: Budget, store: RunStore) -
                     EpochMetricsCallback(sink, stage, epochs_before),
                     progress,
                 )
-                records.append(finish_stage(store, data, pool, stage, outcome, records))
+                records.append(finish_stage(store, data, pool, budget, stage, outcome, records))
                 model_state = outcome.model_state
                 with best_effort(f"the {type(sink).__name__} log"):
                     sink.log_stage(records[-1])
@@ -98,10 +112,21 @@ def run_stages(cfg: DictConfig, data: ALData, budget: Budget, store: RunStore) -
                     plot_curve(records, store.run_dir / "curve.png", title)
                 status = f"acc {records[-1]['test/acc']:.3f}"
                 progress.update(stages_task, advance=1, status=status)
+                if stopped(records[-1], budget):
+                    log.info("Stopping after stage %d: %s", stage, records[-1]["stopped"])
+                    break
     finally:
         sink.finish()
     print_table(records, title)
+    if cfg.print_pick_classes:
+        print_pick_classes(records, cfg.dataset.get("class_names"))
     return records
+
+
+def stopped(record: dict, budget: Budget) -> bool:
+    """Whether the run ended at this record's stage by a stopping rule that still holds
+    (switching the rule off extends a stopped run)."""
+    return "stopped" in record and budget.stop_when_discriminator_chance
 
 
 def build_sink(logger_cfg: DictConfig) -> Sink:
@@ -132,7 +157,14 @@ def resume_or_start(
     pool_size = len(data.pool_targets)
     if snapshot is None:
         settings = KCenterSettings(**cfg.kcenter_init)
-        indices = initial_indices(budget.initial_strategy, data, budget.initial, cfg.seed, settings)
+        indices = initial_indices(
+            budget.initial_strategy,
+            data,
+            budget.initial,
+            cfg.seed,
+            settings,
+            budget.initial_classes,
+        )
         return Pool.with_labeled(pool_size, indices), [], None
     pool = Pool(pool_size)
     pool.load_state_dict(snapshot)
@@ -156,7 +188,9 @@ def run_stage(
     module = build_module(cfg, data.num_classes)
     if model_state is not None and not cfg.reinit_each_stage:
         module.load_state_dict(model_state)
-    datamodule = datamodule_for(data, pool.labeled_indices, **cfg.loader)
+    wants_unlabeled = getattr(module, "unlabeled_training", None)
+    unlabeled = None if wants_unlabeled is None else (pool.unlabeled_indices, wants_unlabeled)
+    datamodule = datamodule_for(data, pool.labeled_indices, unlabeled, **cfg.loader)
     selector: Selector = build(cfg.method.selector)
     selector.request(selection_request(datamodule, pool, budget, cfg.seed, stage))
     callbacks = [
@@ -220,12 +254,14 @@ def finish_stage(
     store: RunStore,
     data: ALData,
     pool: Pool,
+    budget: Budget,
     stage: int,
     outcome: StageOutcome,
     records: list[dict],
 ) -> dict:
-    """Label the picks, check every rank did the same, then persist picks, pool and records:
-    the stage is finished."""
+    """Label the picks, check every rank did the same, then persist picks, pool and records
+    (with the selector's stage metrics and, when a stopping rule fires, `stopped`: why): the
+    stage is finished."""
     labeled_labels = data.pool_targets[pool.labeled_indices]
     picks = outcome.selection.indices.numpy()
     pool.label(picks, stage=stage + 1)
@@ -243,6 +279,10 @@ def finish_stage(
         outcome.train_seconds,
         outcome.selection.seconds,
     )
+    record.update(outcome.selection.metrics)
+    reason = budget.stop_reason(record)
+    if reason is not None:
+        record["stopped"] = reason
     store.save_stage(stage, pool.labelled_at, [*records, record], outcome.model_state)
     return record
 

@@ -75,3 +75,20 @@ def print_table(records: list[dict], title: str, console: Console | None = None)
             f"{r['select_seconds']:.1f}",
         )
     (console or Console()).print(table)
+
+
+@rank_zero_only
+def print_pick_classes(
+    records: list[dict], class_names: list[str] | None = None, console: Console | None = None
+) -> None:
+    """The labels per class of the initial pool and of each stage's picks (the M2-VAAL
+    slides' "Discriminator selection of samples")."""
+    classes = len(records[0]["class_counts"])
+    names = list(class_names) if class_names else [str(c) for c in range(classes)]
+    table = Table(title="labels per class: initial pool, then each stage's picks")
+    for column in ("labels", *names):
+        table.add_column(column, justify="right")
+    table.add_row("initial", *map(str, records[0]["class_counts"]))
+    for r in records:
+        table.add_row(f"stage {r['stage']} picks", *map(str, r["pick_class_counts"]))
+    (console or Console()).print(table)

@@ -32,9 +32,16 @@ from al.errors import DISK_FULL, ConfigError, DataError, storage_error
 
 log = logging.getLogger(__name__)
 
-# Keys that may change between the runs sharing a directory: where to log, and
-# how many stages (rerunning with more stages extends a finished run).
-RESUMABLE_KEYS = ("logger", "budget.stages")
+# Keys that may change between the runs sharing a directory: where to log, how many stages
+# (rerunning with more stages extends a finished run), whether the stopping rule holds
+# (switching it off extends a run it stopped) and what the end of a run prints.
+RESUMABLE_KEYS = (
+    "logger",
+    "budget.stages",
+    "budget.stop_when_discriminator_chance",
+    "budget.chance_tolerance",
+    "print_pick_classes",
+)
 
 
 class RunStore:

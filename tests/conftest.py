@@ -24,6 +24,22 @@ TINY = [
     "trainer.max_epochs=10",
 ]
 
+# M2's networks, narrow, and one epoch a pass over the (small) labeled pool.
+M2_SMALL = [
+    "method.module.hidden=32",
+    "method.module.conv_channels=[8,16]",
+    "method.module.mlp_hidden=32",
+    "method.module.epoch=shortest",
+]
+M2_METHODS = [
+    "m2_vaal",
+    "m2_latent_diverse",
+    "m2_latent_weighted",
+    "m2_least_confidence",
+    "m2_entropy",
+    "m2_random",
+]
+
 # Shorter versions of the slowest selectors for end-to-end tests; their maths has own tests.
 # (And what a method needs to run at all: bald refuses a model without dropout.)
 FASTER = {
@@ -31,6 +47,9 @@ FASTER = {
     "vaal": ["method.selector.epochs_v=1"],
     "ta_vaal": ["method.selector.epochs_v=1"],
     "sraal": ["method.selector.epochs_v=1"],
+    "batchbald": ["method.selector.passes=3", "model.dropout=0.5"],
+    "qbc": ["method.module.members=2"],
+    **{method: M2_SMALL for method in M2_METHODS},
 }
 
 os.environ.setdefault("WANDB_MODE", "offline")

@@ -1,6 +1,14 @@
 """Datasets and the datamodule that serves them from the pool state."""
 
 from al.data.base import ALData, ArrayDataset, PoolInputs, TensorInputs
-from al.data.datamodule import ALDataModule, datamodule_for
+from al.data.datamodule import ALDataModule, UnlabeledTraining, datamodule_for
 
-__all__ = ["ALData", "ALDataModule", "ArrayDataset", "PoolInputs", "TensorInputs", "datamodule_for"]
+__all__ = [
+    "ALData",
+    "ALDataModule",
+    "ArrayDataset",
+    "PoolInputs",
+    "TensorInputs",
+    "UnlabeledTraining",
+    "datamodule_for",
+]

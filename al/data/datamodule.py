@@ -1,14 +1,52 @@
-"""Loaders for one stage, cut from the pool state: labeled (train), candidates, test."""
+"""Loaders for one stage, cut from the pool state: labeled (train), unlabeled (train, for
+modules that ask), candidates, test."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
 from al.data.base import ALData, PoolInputs
+from al.errors import ConfigError
+
+EPOCHS = {"longest": "max_size_cycle", "shortest": "min_size"}
+
+
+@dataclass(frozen=True)
+class UnlabeledTraining:
+    """What a task module that also trains on unlabeled samples declares as its
+    `unlabeled_training` attribute; its training batches are then
+    `{"labeled": (x, y), "unlabeled": (x, global_index)}` — the unlabeled ones never carry
+    labels — and the datamodule's `labeled_count` / `unlabeled_count` give the pool sizes.
+
+    `batch_size` of the unlabeled batches, or None for an equal share of both pools in every
+    step (as many unlabeled batches as labeled ones; Kingma et al.'s code; the batch then
+    grows with the pool). `epoch`: `longest` — one epoch is a pass over the larger of the two
+    loaders while the other cycles — or `shortest` — a pass over the smaller, the other cut
+    short (and reshuffled every epoch).
+    """
+
+    batch_size: int | None = 128
+    epoch: str = "longest"
+
+    def __post_init__(self) -> None:
+        if self.epoch not in EPOCHS:
+            raise ConfigError(f"epoch={self.epoch!r} is not one of {', '.join(EPOCHS)}")
+        if self.batch_size is not None and (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size < 1
+        ):
+            raise ConfigError(
+                f"unlabeled_batch_size={self.batch_size!r} must be a positive integer, or null "
+                "for an equal share of both pools per step"
+            )
 
 
 class ALDataModule(pl.LightningDataModule):
@@ -17,7 +55,9 @@ class ALDataModule(pl.LightningDataModule):
     It holds the pool's inputs, the labeled indices and their labels — never the labels of
     unlabeled samples, so nothing a selector reaches through the trainer can read them.
     `inputs_loader` serves any pool indices as `(x, global_index)` with test-time transforms:
-    what selectors read.
+    what selectors read. Given `unlabeled`, the unlabeled indices and the module's
+    `UnlabeledTraining`, training batches pair labeled `(x, y)` with unlabeled
+    `(x, global_index)` (training transforms).
     """
 
     def __init__(
@@ -30,6 +70,7 @@ class ALDataModule(pl.LightningDataModule):
         eval_batch_size: int,
         num_workers: int = 0,
         validation: Dataset | None = None,
+        unlabeled: tuple[Sequence[int], UnlabeledTraining] | None = None,
     ) -> None:
         super().__init__()
         self.pool = pool
@@ -40,10 +81,29 @@ class ALDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
+        self.unlabeled_indices, self.unlabeled_training = None, None
+        if unlabeled is not None:
+            self.unlabeled_indices = np.asarray(unlabeled[0], dtype=np.int64)
+            self.unlabeled_training = unlabeled[1]
 
-    def train_dataloader(self) -> DataLoader:
-        labeled = self.pool.labeled(self.labeled_indices, self.labeled_targets, train=True)
-        return self._loader(labeled, self.batch_size, shuffle=True)
+    @property
+    def labeled_count(self) -> int:
+        return len(self.labeled_indices)
+
+    @property
+    def unlabeled_count(self) -> int:
+        return 0 if self.unlabeled_indices is None else len(self.unlabeled_indices)
+
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
+        labeled_view = self.pool.labeled(self.labeled_indices, self.labeled_targets, train=True)
+        labeled = self._loader(labeled_view, self.batch_size, shuffle=True)
+        if self.unlabeled_training is None:
+            return labeled
+        wanted = self.unlabeled_training
+        batch_size = wanted.batch_size or math.ceil(self.unlabeled_count / len(labeled))
+        unlabeled_view = self.pool.unlabeled(self.unlabeled_indices, train=True)
+        unlabeled = self._loader(unlabeled_view, batch_size, shuffle=True)
+        return CombinedLoader({"labeled": labeled, "unlabeled": unlabeled}, EPOCHS[wanted.epoch])
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test, self.eval_batch_size, shuffle=False)
@@ -68,9 +128,15 @@ class ValidatedDataModule(ALDataModule):
         return self._loader(self.validation, self.eval_batch_size, shuffle=False)
 
 
-def datamodule_for(data: ALData, labeled_indices: Sequence[int], **loader) -> ALDataModule:
+def datamodule_for(
+    data: ALData,
+    labeled_indices: Sequence[int],
+    unlabeled: tuple[Sequence[int], UnlabeledTraining] | None = None,
+    **loader,
+) -> ALDataModule:
     """The datamodule for one stage, with the labeled samples' labels (a copy: fancy indexing)
-    and never the oracle's array; it validates only when the data has a validation set."""
+    and never the oracle's array; it validates only when the data has a validation set, and
+    trains on `unlabeled` samples too when given (indices, the module's UnlabeledTraining)."""
     kind = ALDataModule if data.validation is None else ValidatedDataModule
     labeled_indices = np.asarray(labeled_indices, dtype=np.int64)
     return kind(
@@ -79,5 +145,6 @@ def datamodule_for(data: ALData, labeled_indices: Sequence[int], **loader) -> AL
         data.pool_targets[labeled_indices],
         data.test,
         validation=data.validation,
+        unlabeled=unlabeled,
         **loader,
     )

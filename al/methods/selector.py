@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pytorch_lightning as pl
@@ -34,13 +35,15 @@ class SelectionRequest:
 
 @dataclass
 class Selection:
-    """The picked global indices, best first, with the score each was picked by, and the
-    per-sample quantities the selector chose to keep for analysis (`picks/`)."""
+    """The picked global indices, best first, with the score each was picked by, the
+    per-sample quantities the selector chose to keep for analysis (`picks/`) and the stage
+    metrics it measured (added to the stage's record, e.g. `discriminator/acc`)."""
 
     indices: torch.Tensor
     scores: torch.Tensor
     seconds: float
     diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def collect(
@@ -89,18 +92,24 @@ class Selector(pl.Callback):
     request's loaders are not sharded) and rank 0's picks are broadcast, so every
     rank labels the same samples. A selector may keep per-sample quantities in
     `self.diagnostics` (name → array, e.g. a discriminator's outputs with the global
-    indices they belong to): rank 0 saves them with the stage's picks.
+    indices they belong to): rank 0 saves them with the stage's picks. Stage metrics go in
+    `self.metrics` (name → float), into the stage's record; a selector whose class sets
+    `reports_discriminator` puts `discriminator_metrics`' keys there every stage.
     """
+
+    reports_discriminator: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._request: SelectionRequest | None = None
         self.selection: Selection | None = None
         self.diagnostics: dict[str, np.ndarray] = {}
+        self.metrics: dict[str, float] = {}
 
     def request(self, request: SelectionRequest) -> None:
         self._request = request
         self.selection = None
         self.diagnostics = {}
+        self.metrics = {}
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._request is None:
@@ -114,7 +123,9 @@ class Selector(pl.Callback):
         check_picks(indices, scores, self._request, type(self).__name__)
         indices, scores = trainer.strategy.broadcast((indices.cpu(), scores.cpu()), src=0)
         seconds = time.perf_counter() - start
-        self.selection = Selection(indices, scores, seconds, dict(self.diagnostics))
+        self.selection = Selection(
+            indices, scores, seconds, dict(self.diagnostics), dict(self.metrics)
+        )
         self._request = None
 
     def select(
@@ -134,6 +145,26 @@ class Selector(pl.Callback):
     def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
         """One score per sample of the batch `x`; higher means label first."""
         raise NotImplementedError(f"{type(self).__name__} must implement score() or select()")
+
+
+def discriminator_metrics(
+    labeled_probability: torch.Tensor, unlabeled_probability: torch.Tensor
+) -> dict[str, float]:
+    """How well a discriminator whose output is P(labeled) tells the pools apart: its loss
+    (mean BCE on each pool, summed, as VAAL's L_D), its accuracy on each pool at 0.5, and their
+    mean `discriminator/acc` — 0.5 is chance whatever the pools' sizes."""
+    p_l, p_u = labeled_probability.float(), unlabeled_probability.float()
+    loss = F.binary_cross_entropy(p_l, torch.ones_like(p_l)) + F.binary_cross_entropy(
+        p_u, torch.zeros_like(p_u)
+    )
+    accuracy_l = (p_l > 0.5).float().mean().item()
+    accuracy_u = (p_u <= 0.5).float().mean().item()
+    return {
+        "discriminator/loss": loss.item(),
+        "discriminator/acc_labeled": accuracy_l,
+        "discriminator/acc_unlabeled": accuracy_u,
+        "discriminator/acc": (accuracy_l + accuracy_u) / 2,
+    }
 
 
 class ProbabilitySelector(Selector):

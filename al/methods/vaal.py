@@ -18,7 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from al.errors import ConfigError
-from al.methods.selector import SelectionRequest, Selector, collect, top_k
+from al.methods.selector import (
+    SelectionRequest,
+    Selector,
+    collect,
+    discriminator_metrics,
+    top_k,
+)
 from al.models.vae import Discriminator, build_vae, vae_loss
 
 KL_REDUCTIONS = ("sum", "mean", "batchmean")
@@ -37,6 +43,7 @@ class VaalSelector(Selector):
     U(0, 1) draw) or `fresh` (its own)."""
 
     rank_conditioned = False
+    reports_discriminator = True
 
     def __init__(
         self,
@@ -105,6 +112,9 @@ class VaalSelector(Selector):
         labeled_probability = self.discriminate(vae, discriminator, candidates, ranks)
         self.keep_diagnostics(vae, discriminator, labeled, ranks, request, candidate_ids)
         self.diagnostics["candidate_discriminator"] = labeled_probability.numpy()
+        self.metrics = discriminator_metrics(
+            torch.from_numpy(self.diagnostics["labeled_discriminator"]), labeled_probability
+        )
         return top_k(candidate_ids, 1.0 - labeled_probability, request.query)
 
     def keep_diagnostics(self, vae, discriminator, labeled, ranks, request, candidate_ids):

@@ -1,0 +1,242 @@
+"""Query by committee (Seung et al. 1992) with a deep committee: label where members disagree.
+
+The committee is `members` copies of the task learner, trained side by side on the labeled set
+(`committee: ensemble`, the deep ensembles of Beluch et al. CVPR 2018, N = 5) or each on its own
+bootstrap of it (`committee: bagging`, query by bagging, Abe & Mamitsuka 1998). Bagging is
+Oza & Russell's (2001) online bagging: each member weighs each sample of each batch by a fresh
+Poisson(1) count, the limit of a bootstrap resample of n samples as n grows. The training batch
+carries no sample ids, so a count is drawn per batch, not once per stage: over many epochs every
+member still sees every sample, and the members differ by the noise of their weights, not by
+samples some of them never see.
+
+Member 0 is the backbone as built; member m > 0 is a copy of it with the entries of every
+parameter tensor put in an order drawn from its own seed (from `torch.initial_seed()`, which the
+loop sets per stage, and m). Every initialisation our backbones use — PyTorch's defaults,
+torchvision's Kaiming-normal, BatchNorm's constants — draws a tensor's entries independently
+from one distribution, so a shuffled tensor is distributed exactly as a freshly initialised one,
+whatever the backbone's constructor did, without rebuilding it.
+
+All members train in one step with one optimizer on the sum of their losses. They share no
+parameter, so each parameter's gradient is that of its own member's loss alone, and the
+per-parameter updates of SGD (momentum, weight decay) and Adam/AdamW (moments, weight decay)
+are those of M independent runs. What would couple them: gradient clipping by the global norm
+(`trainer.gradient_clip_val`) and schedulers that watch the summed loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from al.errors import ConfigError
+from al.methods.bald import bald, max_entropy, variation_ratios
+from al.methods.classifier import (
+    ClassifierModule,
+    OptimizerFactory,
+    SchedulerFactory,
+    check_finite,
+)
+from al.methods.entropy import entropy
+from al.methods.selector import Selector
+from al.models.backbone import Backbone
+
+COMMITTEES = ("ensemble", "bagging")
+MEMBER, BAGGING = 0, 1  # the purposes of derived seeds
+
+
+def derived_seed(seed: int, purpose: int, key: int) -> int:
+    """A well-mixed 64-bit seed for (`seed`, `purpose`, `key`) (NumPy's SeedSequence)."""
+    return int(np.random.SeedSequence([seed, purpose, key]).generate_state(1, np.uint64)[0])
+
+
+def shuffled_copy(backbone: Backbone, seed: int) -> Backbone:
+    """A deep copy of `backbone` with each parameter tensor's entries permuted at random
+    (`seed`): for i.i.d. initialisations, a fresh draw from the backbone's own initialisation."""
+    member = copy.deepcopy(backbone)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in member.parameters():
+            order = torch.randperm(parameter.numel(), generator=generator)
+            parameter.copy_(parameter.flatten()[order.to(parameter.device)].view_as(parameter))
+    return member
+
+
+def mean_log_probabilities(member_logits: torch.Tensor) -> torch.Tensor:
+    """log (1/M) Σ_m softmax(z_m) of (M, B, C) logits: the committee's prediction as logits."""
+    members = member_logits.shape[0]
+    return torch.logsumexp(F.log_softmax(member_logits, dim=2), dim=0) - math.log(members)
+
+
+class CommitteeModule(ClassifierModule):
+    """`members` backbones trained together; `forward` is the committee's mean prediction.
+
+    Tested and validated as the standard classifier (on the mean prediction), plus each
+    member's test accuracy (`test/member_acc/M`) and per-epoch training loss
+    (`train/member_loss/M`; `train/loss` is their mean, the step minimises their sum).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        optimizer: OptimizerFactory,
+        num_classes: int,
+        scheduler: SchedulerFactory | None = None,
+        members: int = 5,
+        committee: str = "ensemble",
+        train_loss_prediction: bool = False,
+    ) -> None:
+        check_committee(members, committee, train_loss_prediction)
+        super().__init__(backbone, optimizer, num_classes, scheduler)
+        self.committee = committee
+        self.committee_seed = torch.initial_seed()
+        copies = [shuffled_copy(backbone, self.member_seed(m)) for m in range(1, members)]
+        self.members = nn.ModuleList([backbone, *copies])
+        del self.backbone  # member 0, held once, in `members`
+        self.member_test_acc = nn.ModuleList(
+            MulticlassAccuracy(num_classes, average="micro") for _ in range(members)
+        )
+        self.bagging_generator = torch.Generator()
+
+    def member_seed(self, member: int) -> int:
+        return derived_seed(self.committee_seed, MEMBER, member)
+
+    def on_fit_start(self) -> None:
+        """Bagging counts restart from the committee's seed, apart on every DDP rank."""
+        seed = derived_seed(self.committee_seed, BAGGING, self.global_rank)
+        self.bagging_generator.manual_seed(seed)
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Each member's logits of `x`: (M, B, C)."""
+        return torch.stack([member(x).logits for member in self.members])
+
+    def member_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Each member's softmax of `x` in float32: (M, B, C), what disagreement reads."""
+        return F.softmax(self.member_logits(x).float(), dim=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mean_log_probabilities(self.member_logits(x))
+
+    def sample_weights(self, batch_size: int) -> torch.Tensor:
+        """(M, B) weights of the batch's samples per member: 1 (ensemble), or Poisson(1)
+        counts (bagging, Oza & Russell 2001)."""
+        shape = (len(self.members), batch_size)
+        if self.committee == "ensemble":
+            return torch.ones(shape, device=self.device)
+        counts = torch.poisson(torch.ones(shape), generator=self.bagging_generator)
+        return counts.to(self.device)
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        """Σ_m (1/B) Σ_i w_mi CE(z_mi, y_i): each member's weighted mean cross-entropy."""
+        x, y = batch
+        logits = self.member_logits(x)
+        sample_losses = torch.stack([F.cross_entropy(z, y, reduction="none") for z in logits])
+        member_losses = (self.sample_weights(len(y)) * sample_losses).mean(1)
+        loss = member_losses.sum()
+        check_finite(loss, self.current_epoch, batch_idx)
+        self.train_acc(mean_log_probabilities(logits.detach()), y)
+        per_epoch = dict(on_step=False, on_epoch=True, batch_size=len(y))
+        for member, member_loss in enumerate(member_losses):
+            self.log(f"train/member_loss/{member}", member_loss, sync_dist=True, **per_epoch)
+        self.log("train/loss", member_losses.mean(), sync_dist=True, **per_epoch)
+        self.log("train/acc", self.train_acc, **per_epoch)
+        return loss
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """The standard classifier's test metrics of the committee, and each member's
+        accuracy."""
+        super().test_step(batch, batch_idx)
+        x, y = batch
+        for member, (logits, accuracy) in enumerate(
+            zip(self.member_logits(x), self.member_test_acc, strict=True)
+        ):
+            accuracy(logits, y)
+            self.log(f"test/member_acc/{member}", accuracy, batch_size=len(y))
+
+
+def check_committee(members: int, committee: str, train_loss_prediction: bool) -> None:
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ConfigError(
+            f"method.module.members={members!r} must be a positive integer: e.g. "
+            "method.module.members=5 (Beluch et al. 2018)"
+        )
+    if committee not in COMMITTEES:
+        raise ConfigError(
+            f"method.module.committee={committee!r} is not one of {', '.join(COMMITTEES)}: "
+            "e.g. method.module.committee=ensemble"
+        )
+    if train_loss_prediction:
+        raise ConfigError(
+            "method=qbc trains a committee, not one task learner with a loss prediction "
+            "module: set lpm_on_all_methods=false"
+        )
+
+
+def vote_entropy(member_probs: torch.Tensor) -> torch.Tensor:
+    """−Σ_c (V(c)/M) log(V(c)/M), V(c) the members voting c (Dagan & Engelson 1995; modAL's
+    `vote_entropy`, nats), of (M, B, C) member probabilities."""
+    members, _, classes = member_probs.shape
+    votes = F.one_hot(member_probs.argmax(2), classes).sum(0)
+    return entropy(votes.float() / members)
+
+
+def kl_to_consensus(member_probs: torch.Tensor) -> torch.Tensor:
+    """(1/M) Σ_m KL(p_m ‖ p̄), p̄ the mean prediction (McCallum & Nigam 1998). Equal to
+    ensemble BALD: both are the Jensen–Shannon divergence of the members."""
+    consensus = member_probs.mean(0, keepdim=True)
+    return kl_divergences(member_probs, consensus).mean(0)
+
+
+def max_disagreement(member_probs: torch.Tensor) -> torch.Tensor:
+    """max_m KL(p_m ‖ p̄) (modAL's `max_disagreement`)."""
+    consensus = member_probs.mean(0, keepdim=True)
+    return kl_divergences(member_probs, consensus).max(0).values
+
+
+def kl_divergences(member_probs: torch.Tensor, consensus: torch.Tensor) -> torch.Tensor:
+    """KL(p_m ‖ p̄) = Σ_c p_m log p_m − p_m log p̄, per member and sample: (M, B)."""
+    cross = torch.special.xlogy(member_probs, consensus)
+    return (torch.special.xlogy(member_probs, member_probs) - cross).sum(2)
+
+
+DISAGREEMENTS = {
+    "vote_entropy": vote_entropy,
+    "consensus_entropy": max_entropy,  # H(p̄)
+    "kl_to_consensus": kl_to_consensus,
+    "max_disagreement": max_disagreement,
+    "variation_ratios": variation_ratios,  # 1 − (modal votes)/M
+    "ensemble_bald": bald,  # H(p̄) − (1/M) Σ_m H(p_m)
+}
+
+
+class QbcSelector(Selector):
+    """Scores each candidate by the committee's `disagreement` (more-methods.md §5.2)."""
+
+    def __init__(self, disagreement: str = "vote_entropy") -> None:
+        super().__init__()
+        if disagreement not in DISAGREEMENTS:
+            raise ConfigError(
+                f"method.selector.disagreement={disagreement!r} is not one of "
+                f"{', '.join(DISAGREEMENTS)}"
+            )
+        self.disagreement = DISAGREEMENTS[disagreement]
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Refuse a module that is no committee (of at least two) before it trains."""
+        members = getattr(pl_module, "members", None)
+        if not isinstance(members, nn.ModuleList) or len(members) < 2:
+            raise ConfigError(
+                "method=qbc needs a committee of at least two members: use its module "
+                "al.methods.qbc.CommitteeModule with method.module.members=5"
+            )
+
+    def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
+        return self.disagreement(module.member_probabilities(x))

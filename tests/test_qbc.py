@@ -1,0 +1,213 @@
+"""Query by committee: known-answer disagreements, members initialised apart but reproducibly,
+the committee's mean prediction, bagging counts, and a committee of one that trains exactly as
+the standard classifier."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from al.errors import ConfigError
+from al.loop import build_module, run
+from al.methods.classifier import ClassifierModule
+from al.methods.qbc import (
+    DISAGREEMENTS,
+    CommitteeModule,
+    QbcSelector,
+    kl_to_consensus,
+    max_disagreement,
+    vote_entropy,
+)
+from al.methods.selector import SelectionRequest
+from al.models.cnn import SmallCNN
+from al.models.mlp import MLP
+
+from conftest import FASTER, compose_config
+
+LN2, LN43 = math.log(2), math.log(4 / 3)
+consensus_entropy = DISAGREEMENTS["consensus_entropy"]
+ensemble_bald = DISAGREEMENTS["ensemble_bald"]
+variation_ratios = DISAGREEMENTS["variation_ratios"]
+
+# (M=2 members, B=4 samples, C=2 classes):
+#   sample 0: certain and opposed      → votes split: VE = ln 2; H(p̄) = ln 2; KL mean = ln 2
+#   sample 1: both uniform              → votes agree (argmax ties → class 0): VE = 0; H(p̄) = ln 2
+#   sample 2: certain and agreeing      → everything 0
+#   sample 3: [1, 0] against [.5, .5]   → p̄ = [.75, .25]: KL = ln(4/3) and ½ ln(4/3)
+TWO_MEMBERS = torch.tensor(
+    [
+        [[1.0, 0.0], [0.5, 0.5], [1.0, 0.0], [1.0, 0.0]],
+        [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0], [0.5, 0.5]],
+    ]
+)
+# 4 members voting 0, 0, 1, 2 on one sample: VE = −(½ ln ½ + 2·¼ ln ¼) = 1.5 ln 2; VR = ½.
+FOUR_VOTES = torch.tensor(
+    [[[0.9, 0.05, 0.05]], [[0.6, 0.3, 0.1]], [[0.2, 0.7, 0.1]], [[0.0, 0.0, 1.0]]]
+)
+
+
+def close(actual: torch.Tensor, *expected: float) -> bool:
+    return torch.allclose(actual, torch.tensor(expected), atol=1e-6)
+
+
+def test_vote_entropy_is_the_entropy_of_the_vote_shares_in_nats():
+    assert close(vote_entropy(TWO_MEMBERS), LN2, 0.0, 0.0, 0.0)
+    assert close(vote_entropy(FOUR_VOTES), 1.5 * LN2)
+
+
+def test_consensus_entropy_is_the_entropy_of_the_mean_prediction():
+    h_three_to_one = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert close(consensus_entropy(TWO_MEMBERS), LN2, LN2, 0.0, h_three_to_one)
+
+
+def test_kl_to_consensus_averages_and_max_disagreement_takes_the_largest_member_kl():
+    assert close(kl_to_consensus(TWO_MEMBERS), LN2, 0.0, 0.0, 0.75 * LN43)
+    assert close(max_disagreement(TWO_MEMBERS), LN2, 0.0, 0.0, LN43)
+
+
+def test_ensemble_bald_is_the_mean_kl_to_the_consensus():
+    assert close(ensemble_bald(TWO_MEMBERS), LN2, 0.0, 0.0, 0.75 * LN43)
+    probs = torch.distributions.Dirichlet(torch.ones(7)).sample((5, 64))
+    assert torch.allclose(ensemble_bald(probs), kl_to_consensus(probs), atol=1e-5)
+
+
+def test_variation_ratios_count_the_votes_against_the_modal_class():
+    assert close(variation_ratios(FOUR_VOTES), 0.5)
+    assert close(variation_ratios(TWO_MEMBERS), 0.5, 0.0, 0.0, 0.0)
+
+
+def committee(seed: int, members: int = 3, committee: str = "ensemble") -> CommitteeModule:
+    torch.manual_seed(seed)
+    backbone = SmallCNN([1, 8, 8], 10)
+    return CommitteeModule(backbone, torch.optim.Adam, 10, members=members, committee=committee)
+
+
+def flat_weights(member: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in member.parameters()])
+
+
+def test_members_start_apart_from_the_backbones_own_initialisation_reproducibly():
+    module, again, other = committee(0), committee(0), committee(1)
+    weights = [flat_weights(member) for member in module.members]
+    assert all(torch.equal(w, flat_weights(m)) for w, m in zip(weights, again.members, strict=True))
+    assert not torch.equal(weights[1], flat_weights(other.members[1]))
+    assert all(not torch.equal(weights[i], weights[j]) for i, j in [(0, 1), (0, 2), (1, 2)])
+    torch.manual_seed(0)
+    assert torch.equal(weights[0], flat_weights(SmallCNN([1, 8, 8], 10)))  # member 0: as built
+    pairs = zip(module.members[0].parameters(), module.members[1].parameters(), strict=True)
+    for tensor_0, tensor_1 in pairs:
+        # the same entries in a new order: the same initial distribution, layer by layer
+        assert torch.equal(tensor_0.flatten().sort().values, tensor_1.flatten().sort().values)
+
+
+def test_forward_is_the_log_of_the_members_mean_softmax():
+    module = committee(0).eval()
+    x = torch.randn(6, 1, 8, 8)
+    mean_softmax = torch.stack([F.softmax(m(x).logits, 1) for m in module.members]).mean(0)
+    assert torch.allclose(module(x), mean_softmax.log(), atol=1e-6)
+    assert torch.allclose(module.member_probabilities(x).mean(0), mean_softmax, atol=1e-6)
+
+
+def test_bagging_weighs_samples_by_poisson_counts_apart_per_member_and_reproducibly():
+    draws = []
+    for _ in range(2):
+        module = committee(0, members=4, committee="bagging")
+        module.on_fit_start()
+        draws.append(torch.stack([module.sample_weights(500) for _ in range(3)]))
+    assert torch.equal(draws[0], draws[1])
+    weights = draws[0]  # (steps, members, batch)
+    assert torch.equal(weights, weights.round()) and weights.min() == 0
+    assert abs(weights.mean().item() - 1) < 0.05  # Poisson(1): mean 1 ...
+    assert abs((weights == 0).float().mean().item() - math.exp(-1)) < 0.03  # ... P(0) = 1/e
+    assert all(not torch.equal(weights[0, i], weights[0, j]) for i in range(4) for j in range(i))
+    assert not torch.equal(weights[0], weights[1])  # a fresh count every batch
+    ensemble = committee(0, members=4)
+    assert torch.equal(ensemble.sample_weights(5), torch.ones(4, 5))
+
+
+def test_training_loss_sums_each_members_weighted_mean_cross_entropy():
+    module = committee(0, members=2, committee="bagging")
+    module.on_fit_start()
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(10, (8,))
+    loss = module.training_step((x, y), 0)
+    module.on_fit_start()
+    weights = module.sample_weights(8)
+    by_hand = sum(
+        (w * F.cross_entropy(m(x).logits, y, reduction="none")).mean()
+        for w, m in zip(weights, module.members, strict=True)
+    )
+    assert torch.allclose(loss, by_hand, atol=1e-6)
+    assert weights[0].tolist() != weights[1].tolist()  # the two members saw different samples
+
+
+def tiny_loader() -> DataLoader:
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(48, 1, 8, 8, generator=generator), torch.randint(10, (48,))
+    return DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
+
+
+def trained(make_module) -> tuple[pl.LightningModule, dict]:
+    pl.seed_everything(3, verbose=False)
+    module = make_module(SmallCNN([1, 8, 8], 10))
+    trainer = pl.Trainer(
+        max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    trainer.fit(module, tiny_loader())
+    return module, trainer.test(module, tiny_loader(), verbose=False)[0]
+
+
+def test_a_committee_of_one_trains_exactly_as_the_standard_classifier():
+    plain, plain_metrics = trained(lambda b: ClassifierModule(b, torch.optim.Adam, 10))
+    single, single_metrics = trained(lambda b: CommitteeModule(b, torch.optim.Adam, 10, members=1))
+    for (name, value), (_, member_value) in zip(
+        plain.backbone.state_dict().items(), single.members[0].state_dict().items(), strict=True
+    ):
+        assert torch.equal(value, member_value), name
+    assert single_metrics["test/acc"] == plain_metrics["test/acc"]
+    assert single_metrics["test/member_acc/0"] == plain_metrics["test/acc"]
+
+
+def test_selector_picks_the_most_disputed_candidates():
+    module = SimpleNamespace(member_probabilities=lambda x: TWO_MEMBERS[:, x], device="cpu")
+    indices = torch.arange(10, 14)
+    loader = [(torch.arange(4), indices)]
+    request = SelectionRequest(loader, loader, indices, query=2, seed=0)
+    picks, scores = QbcSelector("kl_to_consensus").select(module, request)
+    assert picks.tolist() == [10, 13] and close(scores, LN2, 0.75 * LN43)
+
+
+def test_bad_options_are_refused_naming_the_key():
+    with pytest.raises(ConfigError, match="disagreement='entropy'"):
+        QbcSelector("entropy")
+    with pytest.raises(ConfigError, match=r"method\.module\.members=0 must be a positive"):
+        committee(0, members=0)
+    with pytest.raises(ConfigError, match=r"method\.module\.committee='boosting'"):
+        committee(0, committee="boosting")
+    with pytest.raises(ConfigError, match="set lpm_on_all_methods=false"):
+        build_module(compose_config("method=qbc", "lpm_on_all_methods=true"), 10)
+    single = ClassifierModule(MLP([2], 10), torch.optim.Adam, num_classes=10)
+    for module in (single, committee(0, members=1)):
+        with pytest.raises(ConfigError, match="needs a committee of at least two members"):
+            QbcSelector().setup(None, module, "fit")
+
+
+def test_two_bagged_stages_record_each_members_test_accuracy(tiny_config, tmp_path):
+    """(The default ensemble runs end to end in test_methods.py and test_contract.py.)"""
+    cfg = tiny_config(
+        "method=qbc",
+        "method.module.committee=bagging",
+        "budget.stages=2",
+        "trainer.max_epochs=2",
+        *FASTER["qbc"],
+    )
+    records = run(cfg, tmp_path)
+    assert [r["n_labeled"] for r in records] == [20, 30]
+    for record in records:
+        assert {"test/member_acc/0", "test/member_acc/1"} <= set(record)
+        assert "test/member_acc/2" not in record

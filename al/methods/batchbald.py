@@ -1,0 +1,274 @@
+"""BatchBALD (Kirsch et al. 2019): a batch chosen greedily for its joint mutual information.
+
+a_BatchBALD({x_1..x_n}) = H(y_1..y_n) − Σ_i E_ω[H(y_i | ω)] (the labels are independent given
+the weights ω), estimated from T MC-dropout passes ω_1..ω_T. Algorithm 1 adds, one at a time,
+the candidate whose label raises it most. H(y_1..y_n) sums over the label configurations ŷ of
+the points chosen: all C^(n−1) of them while the batch has at most `exact_max_batch` points
+and their T × C^(n−1) probabilities fit `memory_mb`, `samples` drawn from p(y_1..y_n−1) beyond
+(the paper's two estimators, §3). With one point, the gain is BALD.
+
+Every candidate must be scored by the same T models, so each pass has one dropout mask shared by
+every sample (consistent MC dropout, as the paper's code), drawn from the stage's seed: picks are
+deterministic. The dropout is the model's (`model.dropout`), as for `bald`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from al.errors import ConfigError
+from al.methods.bald import BaldSelector, bald, mc_dropout_layers
+from al.methods.entropy import entropy
+from al.methods.selector import SelectionRequest, collect, top_k
+
+CHANNEL_DROPOUT = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+FLOAT_BYTES = 4
+
+
+@dataclass
+class Configurations:
+    """Label configurations ŷ_m of the points chosen so far, as log p(ŷ_m | ω_t) (T × M): all
+    C^n of them, or (`sampled`) M drawn from p(y_1..y_n)."""
+
+    log_joint: torch.Tensor
+    sampled: bool = False
+
+    @classmethod
+    def empty(cls, passes: int, device: torch.device) -> Configurations:
+        """The one configuration of no points, certain under every pass."""
+        return cls(torch.zeros(passes, 1, device=device))
+
+    def log_marginals(self) -> torch.Tensor:
+        """log p(ŷ_m) = log mean_t p(ŷ_m | ω_t)."""
+        return torch.logsumexp(self.log_joint, dim=0) - math.log(len(self.log_joint))
+
+    def weights(self) -> torch.Tensor:
+        """What each configuration counts for in an expectation: p(ŷ_m), or 1/M when sampled."""
+        if self.sampled:
+            count = self.log_joint.shape[1]
+            return torch.full((count,), 1.0 / count, device=self.log_joint.device)
+        return self.log_marginals().exp()
+
+    def pass_posteriors(self) -> torch.Tensor:
+        """p(ω_t | ŷ_m) (T × M); 0 for a configuration no pass allows."""
+        return torch.softmax(self.log_joint, dim=0).nan_to_num(0.0)
+
+    def entropy(self) -> torch.Tensor:
+        """H(y_1..y_n) = −Σ_m p(ŷ_m) log p(ŷ_m), or its Monte-Carlo estimate when sampled."""
+        weights = self.weights()
+        return -torch.where(weights > 0, weights * self.log_marginals(), 0.0).sum()
+
+
+def extend(
+    configs: Configurations,
+    probs: torch.Tensor,
+    samples: int | None,
+    generator: torch.Generator | None = None,
+) -> Configurations:
+    """`configs` with one more point of MC probabilities `probs` (T × C): every configuration
+    times every class (`samples=None`), or `samples` configurations drawn ancestrally,
+    ŷ ~ p(y_1..y_n) then y ~ p(y | ŷ) = Σ_t p(ω_t | ŷ) p(y | ω_t)."""
+    log_probs = probs.log()
+    if samples is None:
+        joint = configs.log_joint[:, :, None] + log_probs[:, None, :]
+        return Configurations(joint.reshape(len(joint), -1))
+    if configs.sampled:
+        parents = torch.arange(configs.log_joint.shape[1], device=probs.device)
+    else:
+        parents = torch.multinomial(configs.weights(), samples, True, generator=generator)
+    predictive = configs.pass_posteriors()[:, parents].T @ probs
+    labels = torch.multinomial(predictive, 1, generator=generator).squeeze(1)
+    return Configurations(configs.log_joint[:, parents] + log_probs[:, labels], sampled=True)
+
+
+def joint_entropies(
+    configs: Configurations, probs: torch.Tensor, memory_bytes: int = 2**28
+) -> torch.Tensor:
+    """H(y_1..y_n, y_x) for every candidate x of MC probabilities `probs` (N × T × C):
+    H(y_1..y_n) + Σ_m p(ŷ_m) H(p(y_x | ŷ_m)), in candidate blocks of `memory_bytes`."""
+    posteriors, weights = configs.pass_posteriors(), configs.weights()
+    block = max(1, memory_bytes // (len(weights) * probs.shape[2] * FLOAT_BYTES))
+    conditionals = []
+    for candidates in probs.split(block):
+        predictive = torch.einsum("tm,ntc->ncm", posteriors, candidates)  # contiguous: fast logs
+        conditionals.append(-torch.special.xlogy(predictive, predictive).sum(1) @ weights)
+    return configs.entropy() + torch.cat(conditionals)
+
+
+def expected_entropies(probs: torch.Tensor) -> torch.Tensor:
+    """E_ω[H(y_x | ω)] = mean_t H(p_t) of every candidate of `probs` (N × T × C)."""
+    candidates, passes, classes = probs.shape
+    return entropy(probs.reshape(-1, classes)).reshape(candidates, passes).mean(1)
+
+
+@dataclass(frozen=True)
+class JointEstimator:
+    """When joint entropies are exact, how many configurations are sampled beyond, and the
+    memory a T × M joint and one candidate's M × C predictives may take."""
+
+    exact_max_batch: int
+    samples: int
+    memory_bytes: int
+
+    def fits(self, configurations: int, passes: int, classes: int) -> bool:
+        return configurations * max(passes, classes) * FLOAT_BYTES <= self.memory_bytes
+
+    def samples_for(self, configs: Configurations, batch_size: int, classes: int) -> int | None:
+        """None to enumerate the configurations for a batch of `batch_size`, else `samples`."""
+        passes, count = configs.log_joint.shape
+        small = batch_size <= self.exact_max_batch and self.fits(count * classes, passes, classes)
+        return None if small and not configs.sampled else self.samples
+
+
+def batchbald_greedy(
+    probs: torch.Tensor, query: int, estimator: JointEstimator, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Algorithm 1 on MC probabilities `probs` (N × T × C): `query` distinct positions, each the
+    largest gain a({x_1..x_n}) − a({x_1..x_n−1}), with the gains."""
+    expected = expected_entropies(probs)
+    configs = Configurations.empty(probs.shape[1], probs.device)
+    available = torch.ones(len(probs), dtype=torch.bool, device=probs.device)
+    picks, gains = [], []
+    for size in range(1, query + 1):
+        joint = joint_entropies(configs, probs, estimator.memory_bytes)
+        gain = (joint - configs.entropy() - expected).masked_fill(~available, -math.inf)
+        pick = int(torch.argmax(gain))
+        picks.append(pick)
+        gains.append(float(gain[pick]))
+        available[pick] = False
+        if size < query:
+            samples = estimator.samples_for(configs, size + 1, probs.shape[2])
+            configs = extend(configs, probs[pick], samples, generator)
+    return torch.tensor(picks, dtype=torch.long), torch.tensor(gains)
+
+
+def mask_shape(layer: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
+    """One sample's dropout mask: per element (Dropout) or per channel (Dropout1d/2d/3d)."""
+    if type(layer) is nn.Dropout:
+        return tuple(x.shape[1:])
+    if isinstance(layer, CHANNEL_DROPOUT):
+        return (x.shape[1],) + (1,) * (x.ndim - 2)
+    raise ConfigError(f"method=batchbald cannot fix the masks of {type(layer).__name__}")
+
+
+def fixed_masks(passes: int, generator: torch.Generator) -> Callable:
+    """A forward hook for a dropout layer in eval mode: its k-th call multiplies the input by
+    mask k mod `passes`, the same for every sample; the masks are drawn at the first call."""
+    masks: list[torch.Tensor] = []
+    calls = itertools.count()
+
+    def hook(layer: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> torch.Tensor:
+        x = inputs[0]
+        if not masks:
+            keep = torch.full((passes, *mask_shape(layer, x)), 1.0 - layer.p)
+            masks.append(torch.bernoulli(keep, generator=generator).div(keep).to(x))
+        return x * masks[0][next(calls) % passes]
+
+    return hook
+
+
+@contextmanager
+def consistent_dropout(layers: list[nn.Module], passes: int, seed: int) -> Iterator[None]:
+    """Run the dropout `layers` with `passes` fixed masks drawn from `seed`: pass t of every
+    sample is the same model ω_t. The layers are in eval mode inside, restored after."""
+    generator = torch.Generator().manual_seed(seed)
+    modes = [layer.training for layer in layers]
+    handles = [layer.register_forward_hook(fixed_masks(passes, generator)) for layer in layers]
+    for layer in layers:
+        layer.eval()
+    try:
+        yield
+    finally:
+        for handle, layer, mode in zip(handles, layers, modes, strict=True):
+            handle.remove()
+            layer.train(mode)
+
+
+def batchbald_dropout_layers(module: pl.LightningModule) -> list[nn.Module]:
+    """The dropout layers to sample, or BALD's refusal (naming this method) when there are none."""
+    try:
+        return mc_dropout_layers(module)
+    except ConfigError as error:
+        raise ConfigError(str(error).replace("method=bald ", "method=batchbald ", 1)) from None
+
+
+class BatchBaldSelector(BaldSelector):
+    """Greedy BatchBALD over the candidates (or the `candidate_pool` of highest BALD)."""
+
+    def __init__(
+        self,
+        passes: int = 20,
+        exact_max_batch: int = 4,
+        samples: int = 10_000,
+        memory_mb: int = 512,
+        candidate_pool: int | None = None,
+    ) -> None:
+        super().__init__(passes)
+        for key, value in [("exact_max_batch", exact_max_batch), ("samples", samples)]:
+            if value < 1:
+                raise ConfigError(f"method.selector.{key}={value} must be at least 1")
+        if memory_mb <= 0:
+            raise ConfigError(f"method.selector.memory_mb={memory_mb} must be positive, e.g. 512")
+        if candidate_pool is not None and candidate_pool < 1:
+            raise ConfigError(f"method.selector.candidate_pool={candidate_pool}: null or ≥ 1")
+        self.estimator = JointEstimator(exact_max_batch, samples, memory_mb * 2**20)
+        self.candidate_pool = candidate_pool
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Refuse a model without dropout, and samples whose matrix exceeds memory_mb."""
+        batchbald_dropout_layers(pl_module)
+        classes = pl_module.backbone.classifier.out_features
+        if not self.estimator.fits(self.estimator.samples, self.passes, classes):
+            mb = self.estimator.samples * max(self.passes, classes) * FLOAT_BYTES / 2**20
+            raise ConfigError(
+                f"method.selector.samples={self.estimator.samples} needs {mb:.0f} MB, more than "
+                "method.selector.memory_mb: lower samples or raise memory_mb"
+            )
+
+    def request(self, request: SelectionRequest) -> None:
+        if self.candidate_pool is not None and self.candidate_pool < request.query:
+            raise ConfigError(
+                f"method.selector.candidate_pool={self.candidate_pool} is below budget.query="
+                f"{request.query}: raise it to at least {request.query}, or null for all"
+            )
+        super().request(request)
+
+    def select(
+        self, module: pl.LightningModule, request: SelectionRequest
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        indices, probs = self.mc_probabilities(module, request.candidates, request.seed)
+        pool = self.pool_positions(probs)
+        generator = torch.Generator(device=probs.device).manual_seed(request.seed)
+        picks, gains = batchbald_greedy(probs[pool], request.query, self.estimator, generator)
+        return indices[pool.cpu()[picks]], gains
+
+    def mc_probabilities(
+        self, module: pl.LightningModule, loader: DataLoader, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Global indices and MC probabilities (N × T × C, on the module's device) of every
+        sample `loader` yields, under the same `passes` dropout masks."""
+
+        def passes(x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([F.softmax(p.float(), 1) for p in self.passes_of(module, x)], 1)
+
+        with consistent_dropout(batchbald_dropout_layers(module), self.passes, seed):
+            return collect(loader, passes, module.device)
+
+    def pool_positions(self, probs: torch.Tensor) -> torch.Tensor:
+        """Positions of the `candidate_pool` candidates of highest BALD, in pool order (all
+        candidates when it is null)."""
+        positions = torch.arange(len(probs), device=probs.device)
+        if self.candidate_pool is None or self.candidate_pool >= len(probs):
+            return positions
+        kept, _ = top_k(positions, bald(probs.transpose(0, 1)), self.candidate_pool)
+        return kept.sort().values

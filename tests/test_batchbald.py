@@ -1,0 +1,192 @@
+"""BatchBALD: joint entropies by hand, BALD for one point, one of two duplicates per batch,
+exact and sampled estimators agreeing, and consistent MC dropout drawn from the seed."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from al.errors import ConfigError
+from al.methods.bald import bald
+from al.methods.batchbald import (
+    BatchBaldSelector,
+    Configurations,
+    JointEstimator,
+    batchbald_greedy,
+    extend,
+    joint_entropies,
+)
+from al.methods.classifier import ClassifierModule
+from al.methods.selector import SelectionRequest, top_k
+from al.models.cnn import SmallCNN
+from al.models.mlp import MLP
+
+CPU = torch.device("cpu")
+EXACT = JointEstimator(exact_max_batch=10, samples=1000, memory_bytes=2**26)
+
+
+def random_probs(seed: int, candidates: int = 40, passes: int = 6, classes: int = 4):
+    generator = torch.Generator().manual_seed(seed)
+    logits = 2 * torch.randn(candidates, passes, classes, generator=generator)
+    return logits.softmax(2)
+
+
+def configurations_of(points: torch.Tensor, samples: int | None = None) -> Configurations:
+    generator = torch.Generator().manual_seed(0)
+    configs = Configurations.empty(points.shape[1], CPU)
+    for probs in points:
+        configs = extend(configs, probs, samples, generator)
+    return configs
+
+
+def test_joint_entropy_of_two_points_two_classes_two_passes_by_hand():
+    # Pass 1: y_a uniform, y_b = 0; pass 2: y_a = 0, y_b uniform. p(0,0) = ½(½ + ½) = ½,
+    # p(1,0) = p(0,1) = ¼: H = ½ ln 2 + 2 · ¼ ln 4 = 1.5 ln 2.
+    a = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+    b = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    assert torch.allclose(
+        joint_entropies(configurations_of(a[None]), b[None]), torch.tensor(1.5 * math.log(2))
+    )
+    # Identical points whose passes disagree: y_b = y_a, so H(y_a, y_b) = H(y_a) = ln 2.
+    twin = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    joint = joint_entropies(configurations_of(twin[None]), twin[None])
+    assert torch.allclose(joint, torch.tensor(math.log(2)))
+    assert torch.allclose(
+        configurations_of(torch.stack([a, b])).entropy(), torch.tensor(1.5 * math.log(2))
+    )
+
+
+def test_one_point_is_bald_picks_and_scores():
+    for seed in range(4):
+        probs = random_probs(seed)
+        picks, gains = batchbald_greedy(probs, 1, EXACT, torch.Generator().manual_seed(0))
+        bald_pick, bald_score = top_k(torch.arange(len(probs)), bald(probs.transpose(0, 1)), 1)
+        assert torch.equal(picks, bald_pick)
+        assert torch.allclose(gains, bald_score, atol=1e-5)
+
+
+def test_of_two_duplicates_with_the_highest_bald_a_batch_of_two_takes_one():
+    # 4 passes. The twins tell passes {1, 2} from {3, 4} (BALD ln 2); `other` tells 1 from 2 and
+    # 3 from 4, less surely (BALD ln 2 − H(0.9, 0.1)); `flat` is uniform (BALD 0).
+    twin = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    other = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]])
+    flat = torch.full((4, 2), 0.5)
+    probs = torch.stack([flat, twin, twin, other])
+    assert top_k(torch.arange(4), bald(probs.transpose(0, 1)), 2)[0].tolist() == [1, 2]
+    picks, gains = batchbald_greedy(probs, 2, EXACT, torch.Generator().manual_seed(0))
+    assert picks.tolist() == [1, 3]
+    noisy = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    assert torch.allclose(gains, torch.tensor([math.log(2), math.log(2) - noisy]), atol=1e-5)
+
+
+def test_sampled_joint_entropies_agree_with_exact_ones():
+    probs = random_probs(1, candidates=20, passes=8, classes=3)
+    chosen, candidates = probs[:3], probs[3:]
+    exact = joint_entropies(configurations_of(chosen), candidates)
+    sampled = joint_entropies(configurations_of(chosen, samples=20_000), candidates)
+    assert (exact - sampled).abs().max() < 0.02
+    # Sampled beyond the first point of the batch: the same greedy picks, gains within 0.02.
+    estimated = JointEstimator(exact_max_batch=1, samples=20_000, memory_bytes=2**26)
+    exact_picks, exact_gains = batchbald_greedy(probs, 4, EXACT, torch.Generator().manual_seed(0))
+    picks, gains = batchbald_greedy(probs, 4, estimated, torch.Generator().manual_seed(0))
+    assert torch.equal(picks, exact_picks) and (gains - exact_gains).abs().max() < 0.02
+
+
+def test_candidate_blocks_and_the_memory_budget_change_no_result():
+    probs = random_probs(2)
+    configs = configurations_of(probs[:2])
+    assert torch.allclose(
+        joint_entropies(configs, probs, 2**26), joint_entropies(configs, probs, 1)
+    )
+    # 4 classes, 6 passes: a joint of 4² configurations needs 16 · 6 · 4 bytes.
+    tight = JointEstimator(exact_max_batch=10, samples=50, memory_bytes=16 * 6 * 4)
+    assert tight.samples_for(configurations_of(probs[:1]), 3, classes=4) is None
+    assert tight.samples_for(configurations_of(probs[:2]), 3, classes=4) == 50
+    assert EXACT.samples_for(configurations_of(probs[:2], samples=50), 3, classes=4) == 1000
+
+
+def test_greedy_picks_are_distinct_and_deterministic_given_the_seed():
+    probs = random_probs(3, candidates=12, classes=3)
+    estimator = JointEstimator(exact_max_batch=2, samples=500, memory_bytes=2**26)
+    first = batchbald_greedy(probs, 12, estimator, torch.Generator().manual_seed(7))
+    second = batchbald_greedy(probs, 12, estimator, torch.Generator().manual_seed(7))
+    assert sorted(first[0].tolist()) == list(range(12))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    assert not torch.isnan(first[1]).any()
+
+
+def module_with_dropout(backbone_class=MLP, input_shape=(3,)):
+    torch.manual_seed(0)
+    backbone = backbone_class(list(input_shape), 5, dropout=0.5)
+    return ClassifierModule(backbone, torch.optim.Adam, num_classes=5).eval()
+
+
+def request_for(x: torch.Tensor, query: int, seed: int = 0) -> SelectionRequest:
+    indices = torch.arange(100, 100 + len(x))
+    loader = [(x[:5], indices[:5]), (x[5:], indices[5:])]
+    return SelectionRequest(loader, loader, indices, query, seed=seed)
+
+
+def test_every_sample_of_a_pass_sees_the_same_dropout_mask_drawn_from_the_seed():
+    module = module_with_dropout()
+    x = torch.randn(5, 3).repeat(2, 1)  # the same five inputs in both batches
+    selector = BatchBaldSelector(passes=6)
+    request = request_for(x, 2, seed=1)
+    indices, probs = selector.mc_probabilities(module, request.candidates, seed=1)
+    assert indices.tolist() == list(range(100, 110)) and probs.shape == (10, 6, 5)
+    assert torch.equal(probs[:5], probs[5:])
+    assert not torch.allclose(probs[:, 0], probs[:, 1])  # the passes differ
+    _, again = selector.mc_probabilities(module, request.candidates, seed=1)
+    _, other_seed = selector.mc_probabilities(module, request.candidates, seed=2)
+    assert torch.equal(probs, again) and not torch.equal(probs, other_seed)
+    assert not module.backbone.dropout.training and torch.equal(module(x), module(x))
+
+
+def test_full_passes_fix_masks_too_and_leave_batchnorm_alone():
+    module = module_with_dropout(SmallCNN, (1, 8, 8))
+    module.backbone.conv_dropout = torch.nn.Dropout(0.0)  # a second dropout: full passes
+    before = {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
+    x = torch.randn(5, 1, 8, 8).repeat(2, 1, 1, 1)
+    _, probs = BatchBaldSelector(passes=4).mc_probabilities(module, request_for(x, 2).candidates, 0)
+    assert torch.equal(probs[:5], probs[5:])
+    after = {k: v for k, v in module.state_dict().items() if "running" in k}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_selector_with_query_one_picks_bald_on_its_passes():
+    module = module_with_dropout()
+    x = torch.randn(12, 3)
+    selector = BatchBaldSelector(passes=8)
+    with torch.no_grad():
+        picks, gains = selector.select(module, request_for(x, 1, seed=4))
+        indices, probs = selector.mc_probabilities(module, request_for(x, 1).candidates, seed=4)
+    expected, score = top_k(indices, bald(probs.transpose(0, 1)), 1)
+    assert torch.equal(picks, expected) and torch.allclose(gains, score, atol=1e-5)
+
+
+def test_candidate_pool_keeps_the_highest_bald_in_pool_order():
+    probs = random_probs(4, candidates=10)
+    positions = BatchBaldSelector(candidate_pool=3).pool_positions(probs)
+    best = torch.sort(bald(probs.transpose(0, 1)), descending=True).indices[:3]
+    assert positions.tolist() == sorted(best.tolist())
+    assert BatchBaldSelector().pool_positions(probs).tolist() == list(range(10))
+    with pytest.raises(ConfigError, match=r"candidate_pool=3 is below budget\.query=5"):
+        BatchBaldSelector(candidate_pool=3).request(request_for(torch.randn(10, 3), 5))
+
+
+def test_a_model_without_dropout_or_too_many_samples_is_refused_before_training():
+    module = ClassifierModule(MLP([3], 5), torch.optim.Adam, num_classes=5)
+    refusal = (
+        r"^method=batchbald samples MC dropout, but the model has no dropout layer: "
+        r"set model\.dropout=0\.5"
+    )
+    with pytest.raises(ConfigError, match=refusal):
+        BatchBaldSelector().setup(None, module, "fit")
+    with pytest.raises(
+        ConfigError, match=r"samples=100000 needs 8 MB.*lower samples or raise memory_mb"
+    ):
+        BatchBaldSelector(samples=100_000, memory_mb=1).setup(None, module_with_dropout(), "fit")
+    with pytest.raises(ConfigError, match="exact_max_batch=0"):
+        BatchBaldSelector(exact_max_batch=0)

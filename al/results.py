@@ -85,10 +85,11 @@ def print_pick_classes(
     slides' "Discriminator selection of samples")."""
     classes = len(records[0]["class_counts"])
     names = list(class_names) if class_names else [str(c) for c in range(classes)]
-    table = Table(title="labels per class: initial pool, then each stage's picks")
-    for column in ("labels", *names):
-        table.add_column(column, justify="right")
+    table = Table(title="labels per class: the initial pool, then each stage's picks")
+    for column in ("picks", *names):
+        table.add_column(column, justify="right", no_wrap=True)
     table.add_row("initial", *map(str, records[0]["class_counts"]))
     for r in records:
-        table.add_row(f"stage {r['stage']} picks", *map(str, r["pick_class_counts"]))
-    (console or Console()).print(table)
+        table.add_row(f"stage {r['stage']}", *map(str, r["pick_class_counts"]))
+    width = 12 + sum(len(name) + 3 for name in names)  # every class name in full
+    (console or Console(width=max(width, 80))).print(table)

@@ -47,7 +47,7 @@ FASTER = {
     "vaal": ["method.selector.epochs_v=1"],
     "ta_vaal": ["method.selector.epochs_v=1"],
     "sraal": ["method.selector.epochs_v=1"],
-    "batchbald": ["method.selector.passes=3", "model.dropout=0.5"],
+    "batchbald": ["method.selector.passes=3", "method.selector.samples=1000", "model.dropout=0.5"],
     "qbc": ["method.module.members=2"],
     **{method: M2_SMALL for method in M2_METHODS},
 }

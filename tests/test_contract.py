@@ -164,11 +164,22 @@ def reveals(values: np.ndarray, targets: np.ndarray, unlabeled, candidates) -> b
     )
 
 
-@pytest.mark.parametrize("dataset", ["digits", "moons"])
+@pytest.mark.parametrize(
+    ("dataset", "method"),
+    [("digits", "entropy"), ("moons", "entropy"), ("digits", "m2_random"), ("moons", "m2_random")],
+)
 def test_a_selector_walking_every_reachable_attribute_finds_no_unlabeled_labels(
-    tiny_config, dataset
+    tiny_config, dataset, method
 ):
-    cfg = tiny_config(f"dataset={dataset}", f"budget={dataset}", "trainer.max_epochs=1")
+    """Also with a task module that trains on unlabeled samples (M2): its unlabeled training
+    loader, reachable through the trainer, holds inputs and indices only."""
+    cfg = tiny_config(
+        f"dataset={dataset}",
+        f"budget={dataset}",
+        f"method={method}",
+        "trainer.max_epochs=1",
+        *FASTER.get(method, []),
+    )
     cfg.method.selector = {"_target_": f"{__name__}.LabelHunter"}
     data = build_data(cfg.dataset)
     LabelHunter.targets = data.pool_targets

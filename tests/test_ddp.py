@@ -193,3 +193,16 @@ def test_ranks_are_spawned_locally_unless_slurm_starts_them(monkeypatch):
     for name, value in SLURM_TASK.items():
         monkeypatch.setenv(name, value)
     assert not spawns_ranks(build(ddp))
+
+
+@pytest.mark.slow
+def test_a_module_training_on_unlabeled_samples_runs_under_ddp(tmp_path):
+    """M2-VAAL's one backward per step touches every parameter, so two ranks train it without
+    DDP's unused-parameter search, each on its shard of both loaders, and label one pool."""
+    small = ["method.module.hidden=32", "method.module.conv_channels=[8,16]"]
+    result = train_ddp(tmp_path, "method=m2_vaal", "budget.stages=2", *small)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = read_results(tmp_path)
+    assert [r["n_labeled"] for r in records] == [20, 30]
+    assert all(0 <= r["discriminator/acc"] <= 1 for r in records)
+    check_stages_label_their_picks(tmp_path, 2)

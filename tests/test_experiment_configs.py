@@ -56,6 +56,31 @@ TA_VAAL_CIFAR = {
     "reinit_each_stage": True,
 }
 
+M2_VAAL_FMNIST = {
+    "dataset.name": "fashion_mnist",
+    "method.name": "m2_vaal",
+    "method.module.adversarial": True,
+    "eval_model": "best_val",
+    "validation_fraction": 1 / 12,
+    "optimizer.lr": 3e-4,
+    "trainer.max_epochs": 20,
+    **budget(1000, 1000, 8, None),
+}
+M2_VAAL_COLD = {
+    **M2_VAAL_FMNIST,
+    **budget(500, 64, 15, None),
+    "budget.initial_classes": [2, 4, 7],
+    "budget.stop_when_discriminator_chance": True,
+    "print_pick_classes": True,
+}
+M2_CPU = {
+    "budget.stages": 3,
+    "budget.subset": 5000,
+    "trainer.max_epochs": 2,
+    "method.module.epoch": "shortest",
+    "method.module.unlabeled_batch_size": 32,
+}
+
 # DAST-AL §4.1: the CIFAR protocol, "fine-tune the network from the previous cycle", 10,000
 # candidates ("sub-set sampling", R = 10000).
 DAST_AL = {**CIFAR_PROTOCOL, "method.name": "dast_al", "reinit_each_stage": False}
@@ -170,6 +195,15 @@ EXPECTED = {
         "method.selector.epochs_v": 100,
         **budget(20, 10, 10, None),
     },
+    # The M2-VAAL slides: Fashion-MNIST 55k / 5k validation / 10k test, 1,000 + 1,000 per stage,
+    # 8 stages, 20 epochs; ours: every unlabeled image a candidate, Adam 3e-4 (Kingma et al.).
+    "m2_vaal_fmnist": M2_VAAL_FMNIST,
+    # The slides' cold start: 500 labels of classes 2, 4, 7 (166/167/167), 64 per stage, 15
+    # stages (500 → 1,396), stop when the discriminator is at chance (tolerance ours).
+    "m2_vaal_fmnist_cold": M2_VAAL_COLD,
+    # CPU-sized: 3 stages of 2 epochs, one pass over the labeled pool per epoch, narrower nets.
+    "m2_vaal_fmnist_cpu": {**M2_VAAL_FMNIST, **M2_CPU},
+    "m2_vaal_fmnist_cold_cpu": {**M2_VAAL_COLD, **M2_CPU},
     # Ours (`make sweep`): digits, 30 epochs, 50 initial + 8 stages of 50, CSV logs.
     "sweep_digits": {
         "dataset.name": "digits",

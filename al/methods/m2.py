@@ -5,8 +5,13 @@ optionally with M2-VAAL's discriminator on the latent [z, y′] (the M2-VAAL sli
 Per step, the objective J^α of Kingma et al. Eq. 9 divided by the N training points:
 (N_L/N)·mean L(x, y) + (N_U/N)·mean U(x) + α/N·mean[−log q(y|x)] over a labeled and an
 unlabeled batch, plus, with `adversarial`, λ·[BCE(D(ℓ_L), 1) + BCE(D(ℓ_U), 1)] (the slides'
-L_VAE^adv); then one discriminator step on L_D = BCE(D(ℓ_L), 1) + BCE(D(ℓ_U), 0). Here
+L_VAE^adv); and the discriminator's L_D = BCE(D(ℓ_L), 1) + BCE(D(ℓ_U), 0). Here
 ℓ = [μ_z(x, y′), y′] with y′ = q(y|x) for both pools, so D never sees a true label.
+
+Both updates come from one backward pass, so every parameter takes part in it (DDP needs
+no unused-parameter search): the fooling term reads D with its weights detached (it moves M2
+only), L_D reads the latents detached (it moves D only). That is the alternating scheme of
+VAAL's code with the discriminator judging this step's latents, before M2's update.
 """
 
 from __future__ import annotations
@@ -122,11 +127,16 @@ class M2Module(ClassifierModule):
         latent_l = torch.cat([self.generative.latent(x_l, q_l), q_l], dim=1)
         latent_u = torch.cat([self.generative.latent(x_u, q_u), q_u], dim=1)
         if self.adversarial:
-            fooled = bce_to(self.discriminator(latent_l), 1.0) + bce_to(
-                self.discriminator(latent_u), 1.0
+            fooled = bce_to(self.frozen_discriminator(latent_l), 1.0) + bce_to(
+                self.frozen_discriminator(latent_u), 1.0
             )
             losses["adversarial"] = self.adversary.lambda_adv * fooled
         return losses, logits_l, (latent_l, latent_u)
+
+    def frozen_discriminator(self, latent: torch.Tensor) -> torch.Tensor:
+        """D(ℓ) with D's weights detached: a gradient for ℓ (so for M2) and none for D."""
+        weights = {name: p.detach() for name, p in self.discriminator.named_parameters()}
+        return torch.func.functional_call(self.discriminator, weights, (latent,))
 
     def discriminator_loss(self, latent_l: torch.Tensor, latent_u: torch.Tensor) -> torch.Tensor:
         """L_D on latents detached from M2: labeled → 1, unlabeled → 0."""
@@ -143,14 +153,15 @@ class M2Module(ClassifierModule):
         losses, logits_l, latents = self.m2_losses(x_l, y_l, x_u)
         loss = sum(losses.values())
         check_finite(loss, self.current_epoch, batch_idx)
-        optimizers[0].zero_grad()
-        self.manual_backward(loss)
-        optimizers[0].step()
+        both = loss
         if self.discriminator is not None:
             losses["discriminator"] = self.discriminator_loss(*latents)
-            optimizers[1].zero_grad()
-            self.manual_backward(losses["discriminator"])
-            optimizers[1].step()
+            both = loss + losses["discriminator"]
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        self.manual_backward(both)
+        for optimizer in optimizers:
+            optimizer.step()
         self.train_acc(logits_l, y_l)
         per_epoch = dict(on_step=False, on_epoch=True, batch_size=len(y_l))
         for name, value in losses.items():

@@ -49,6 +49,7 @@ FASTER = {
     "sraal": ["method.selector.epochs_v=1"],
     "batchbald": ["method.selector.passes=3", "method.selector.samples=1000", "model.dropout=0.5"],
     "qbc": ["method.module.members=2"],
+    "ads": ["method.module.epoch=shortest"],
     **{method: M2_SMALL for method in M2_METHODS},
 }
 

@@ -32,6 +32,7 @@ from al.progress import EpochProgressCallback, stage_progress
 from al.results import plot_curve, print_pick_classes, print_table, stage_record
 from al.sinks import EpochMetricsCallback, Sink
 from al.store import RunStore, best_effort
+from al.synthetic import SyntheticPairs, synthesize_picks
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def check_stopping_rule(budget: Budget, selector: Selector, method: str) -> None
 def run_stages(cfg: DictConfig, data: ALData, budget: Budget, store: RunStore) -> list[dict]:
     """The stages after the last finished one, up to `budget.stages` or the stopping rule;
     the sink and curve are written best-effort."""
-    pool, records, model_state = resume_or_start(store, budget, data, cfg)
+    pool, synthetic, records, model_state = resume_or_start(store, budget, data, cfg)
     if records and stopped(records[-1], budget):
         log.info("This run stopped after stage %d: %s", len(records) - 1, records[-1]["stopped"])
         print_table(records, f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}")
@@ -103,8 +104,10 @@ def run_stages(cfg: DictConfig, data: ALData, budget: Budget, store: RunStore) -
                     model_state,
                     EpochMetricsCallback(sink, stage, epochs_before),
                     progress,
+                    synthetic,
                 )
-                records.append(finish_stage(store, data, pool, budget, stage, outcome, records))
+                finished = StageState(pool, synthetic, records)
+                records.append(finish_stage(store, data, finished, budget, stage, outcome, cfg))
                 model_state = outcome.model_state
                 with best_effort(f"the {type(sink).__name__} log"):
                     sink.log_stage(records[-1])
@@ -151,10 +154,12 @@ def build_data(dataset_cfg: DictConfig) -> ALData:
 
 def resume_or_start(
     store: RunStore, budget: Budget, data: ALData, cfg: DictConfig
-) -> tuple[Pool, list[dict], dict | None]:
-    """The pool, records and warm-start weights after the last finished stage, or a fresh start."""
+) -> tuple[Pool, SyntheticPairs, list[dict], dict | None]:
+    """The pool, synthetic pairs, records and warm-start weights after the last finished
+    stage, or a fresh start."""
     snapshot = store.latest()
     pool_size = len(data.pool_targets)
+    synthetic = SyntheticPairs()
     if snapshot is None:
         settings = KCenterSettings(**cfg.kcenter_init)
         indices = initial_indices(
@@ -165,12 +170,14 @@ def resume_or_start(
             settings,
             budget.initial_classes,
         )
-        return Pool.with_labeled(pool_size, indices), [], None
+        return Pool.with_labeled(pool_size, indices), synthetic, [], None
     pool = Pool(pool_size)
     pool.load_state_dict(snapshot)
+    if snapshot.get("synthetic") is not None:
+        synthetic.load_state_dict(snapshot["synthetic"])
     store.write_results(snapshot["records"])
     log.info("Resuming %s after stage %d", store.run_dir, len(snapshot["records"]) - 1)
-    return pool, snapshot["records"], snapshot["model"]
+    return pool, synthetic, snapshot["records"], snapshot["model"]
 
 
 def run_stage(
@@ -182,15 +189,17 @@ def run_stage(
     model_state: dict | None,
     epoch_logger: pl.Callback,
     progress: Progress,
+    synthetic: SyntheticPairs | None = None,
 ) -> StageOutcome:
-    """Train a task module on the labeled pool, test it and select the next `query` samples."""
+    """Train a task module on the labeled pool (and the synthetic pairs), test it and select
+    the next `query` samples."""
     pl.seed_everything(derived_seed(cfg.seed, stage, "torch"), workers=True, verbose=False)
     module = build_module(cfg, data.num_classes)
     if model_state is not None and not cfg.reinit_each_stage:
         module.load_state_dict(model_state)
     wants_unlabeled = getattr(module, "unlabeled_training", None)
     unlabeled = None if wants_unlabeled is None else (pool.unlabeled_indices, wants_unlabeled)
-    datamodule = datamodule_for(data, pool.labeled_indices, unlabeled, **cfg.loader)
+    datamodule = datamodule_for(data, pool.labeled_indices, unlabeled, synthetic, **cfg.loader)
     selector: Selector = build(cfg.method.selector)
     selector.request(selection_request(datamodule, pool, budget, cfg.seed, stage))
     callbacks = [
@@ -250,21 +259,35 @@ def selection_request(
     )
 
 
+@dataclass
+class StageState:
+    """What a finished stage updates: the pool, the synthetic pairs, the records so far."""
+
+    pool: Pool
+    synthetic: SyntheticPairs
+    records: list[dict]
+
+
 def finish_stage(
     store: RunStore,
     data: ALData,
-    pool: Pool,
+    state: StageState,
     budget: Budget,
     stage: int,
     outcome: StageOutcome,
-    records: list[dict],
+    cfg: DictConfig,
 ) -> dict:
-    """Label the picks, check every rank did the same, then persist picks, pool and records
-    (with the selector's stage metrics and, when a stopping rule fires, `stopped`: why): the
-    stage is finished."""
+    """Label the picks (and let a module that stores synthetic pairs make theirs), check every
+    rank did the same, then persist picks, pool, synthetic pairs and records (with the
+    selector's stage metrics, `n_synthetic` and, when a stopping rule fires, `stopped`: why):
+    the stage is finished."""
+    pool, records = state.pool, state.records
     labeled_labels = data.pool_targets[pool.labeled_indices]
+    trained_on_synthetic = len(state.synthetic)
     picks = outcome.selection.indices.numpy()
     pool.label(picks, stage=stage + 1)
+    batch_size = cfg.loader.eval_batch_size
+    synthesize_picks(outcome.module, data, picks, state.synthetic, stage + 1, batch_size)
     check_same_pool(outcome.strategy, pool.labelled_at, stage)
     picked_labels = data.pool_targets[picks]
     store.save_picks(stage, picks, outcome.selection.scores.numpy(), picked_labels)
@@ -279,11 +302,18 @@ def finish_stage(
         outcome.train_seconds,
         outcome.selection.seconds,
     )
+    record["n_synthetic"] = trained_on_synthetic
     record.update(outcome.selection.metrics)
     reason = budget.stop_reason(record)
     if reason is not None:
         record["stopped"] = reason
-    store.save_stage(stage, pool.labelled_at, [*records, record], outcome.model_state)
+    store.save_stage(
+        stage,
+        pool.labelled_at,
+        [*records, record],
+        outcome.model_state,
+        state.synthetic.state_dict(),
+    )
     return record
 
 

@@ -1,9 +1,9 @@
 """A run directory's persistent state: per-stage snapshots, picks and results.jsonl.
 
 Each finished stage writes `state/stage_KKK.pt` atomically (pool state, the
-records so far and, for warm starts, the model weights), then its SHA-256 in
-`state/stage_KKK.pt.sha256`. `results.jsonl` is rewritten from the latest snapshot,
-so a run killed at any moment resumes after its last finished stage without
+records so far, the synthetic training pairs and, for warm starts, the model weights),
+then its SHA-256 in `state/stage_KKK.pt.sha256`. `results.jsonl` is rewritten from the
+latest snapshot, so a run killed at any moment resumes after its last finished stage without
 duplicate rows. A snapshot that fails its checksum or does not load is moved to
 `state/damaged/` and the run resumes from the one before. Under DDP only global
 rank 0 writes; every rank reads the same snapshots.
@@ -117,11 +117,13 @@ class RunStore:
         labelled_at: np.ndarray,
         records: list[dict],
         model_state: dict | None,
+        synthetic: dict | None = None,
     ) -> None:
         snapshot = {
             "labelled_at": torch.from_numpy(labelled_at),
             "records": records,
             "model": model_state,
+            "synthetic": synthetic,
         }
         write_snapshot(snapshot, self.state_dir / f"stage_{stage:03d}.pt")
         self.write_results(records)

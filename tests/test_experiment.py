@@ -28,6 +28,7 @@ RECORD_KEYS = {
     "class_entropy",
     "pick_class_counts",
     "pick_entropy",
+    "n_synthetic",
 }
 
 
@@ -92,8 +93,8 @@ def test_interrupted_run_resumes_to_identical_results(tiny_config, tmp_path, mon
 
     finish_stage = al.loop.finish_stage
 
-    def finish_then_die(store, data, pool, budget, stage, outcome, records):
-        record = finish_stage(store, data, pool, budget, stage, outcome, records)
+    def finish_then_die(store, data, state, budget, stage, outcome, cfg):
+        record = finish_stage(store, data, state, budget, stage, outcome, cfg)
         if stage == 1:
             raise KeyboardInterrupt("killed after stage 1")
         return record
@@ -202,10 +203,10 @@ def test_csv_logger_keeps_no_rows_of_an_interrupted_stage(tiny_config, tmp_path,
     run(cfg, tmp_path / "whole")
     finish_stage = al.loop.finish_stage
 
-    def die_before_finishing_stage_2(store, data, pool, budget, stage, outcome, records):
+    def die_before_finishing_stage_2(store, data, state, budget, stage, outcome, cfg):
         if stage == 2:
             raise KeyboardInterrupt("killed during stage 2")
-        return finish_stage(store, data, pool, budget, stage, outcome, records)
+        return finish_stage(store, data, state, budget, stage, outcome, cfg)
 
     monkeypatch.setattr(al.loop, "finish_stage", die_before_finishing_stage_2)
     with pytest.raises(KeyboardInterrupt):

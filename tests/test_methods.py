@@ -1,13 +1,17 @@
-"""Every method runs two stages end to end on digits (CNN) and moons (MLP)."""
+"""Every method runs two stages end to end on digits (CNN) and moons (MLP); a method that
+generates images refuses vectors before anything is written."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from al.errors import ConfigError
 from al.loop import build_data, build_module, run
 
 from conftest import FASTER, compose_config, options
+
+IMAGES_ONLY = {"bgadl"}
 
 
 @pytest.mark.parametrize("method", options("method"))
@@ -22,6 +26,11 @@ def test_two_stages_end_to_end(tiny_config, tmp_path, method, setting):
         "budget.stages=2",
         *FASTER.get(method, []),
     )
+    if dataset == "moons" and method in IMAGES_ONLY:
+        with pytest.raises(ConfigError, match="generates images"):
+            run(cfg, tmp_path)
+        assert list(tmp_path.iterdir()) == []
+        return
     records = run(cfg, tmp_path)
     assert [r["n_labeled"] for r in records] == [20, 30]
     assert all(sum(r["pick_class_counts"]) == 10 for r in records)

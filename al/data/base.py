@@ -88,14 +88,39 @@ class LabeledView(PoolView):
         return self.input(position), int(self.labels[position])
 
 
+@dataclass(frozen=True)
+class PixelStats:
+    """How inputs relate to pixels in [0, 1]: input = (pixel − mean) / std, per channel."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs (B, C, H, W) back to pixels in [0, 1]."""
+        mean, std = self._shaped(x)
+        return x * std + mean
+
+    def to_inputs(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] (B, C, H, W) to the task learner's inputs."""
+        mean, std = self._shaped(pixels)
+        return (pixels - mean) / std
+
+    def _shaped(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
+        return mean, torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
+
+
 @dataclass
 class PoolInputs:
     """The pool's inputs in global order, with training and test-time transforms (None =
-    identity). Everything a datamodule or selector can reach of the pool lives here."""
+    identity) and, for images, their `pixel_stats` (None: not images, or unknown).
+    Everything a datamodule or selector can reach of the pool lives here."""
 
     inputs: Dataset
     train_transform: Transform = None
     eval_transform: Transform = None
+    pixel_stats: PixelStats | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -112,7 +137,12 @@ class PoolInputs:
 
     def subset(self, positions: Sequence[int]) -> PoolInputs:
         """The pool restricted to `positions`, renumbered from 0."""
-        return PoolInputs(Subset(self.inputs, positions), self.train_transform, self.eval_transform)
+        return PoolInputs(
+            Subset(self.inputs, positions),
+            self.train_transform,
+            self.eval_transform,
+            self.pixel_stats,
+        )
 
     def _transform(self, train: bool) -> Transform:
         return self.train_transform if train else self.eval_transform

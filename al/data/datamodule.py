@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from al.data.base import ALData, PoolInputs
 from al.errors import ConfigError
@@ -57,7 +57,8 @@ class ALDataModule(pl.LightningDataModule):
     `inputs_loader` serves any pool indices as `(x, global_index)` with test-time transforms:
     what selectors read. Given `unlabeled`, the unlabeled indices and the module's
     `UnlabeledTraining`, training batches pair labeled `(x, y)` with unlabeled
-    `(x, global_index)` (training transforms).
+    `(x, global_index)` (training transforms). `synthetic` training pairs (not pool samples,
+    already in the task learner's input space) join the labeled ones in training only.
     """
 
     def __init__(
@@ -71,8 +72,10 @@ class ALDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         validation: Dataset | None = None,
         unlabeled: tuple[Sequence[int], UnlabeledTraining] | None = None,
+        synthetic: Dataset | None = None,
     ) -> None:
         super().__init__()
+        self.synthetic = synthetic
         self.pool = pool
         self.labeled_indices = np.asarray(labeled_indices, dtype=np.int64)
         self.labeled_targets = np.asarray(labeled_targets, dtype=np.int64)
@@ -96,6 +99,8 @@ class ALDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader | CombinedLoader:
         labeled_view = self.pool.labeled(self.labeled_indices, self.labeled_targets, train=True)
+        if self.synthetic is not None and len(self.synthetic) > 0:
+            labeled_view = ConcatDataset([labeled_view, self.synthetic])
         labeled = self._loader(labeled_view, self.batch_size, shuffle=True)
         if self.unlabeled_training is None:
             return labeled
@@ -132,11 +137,13 @@ def datamodule_for(
     data: ALData,
     labeled_indices: Sequence[int],
     unlabeled: tuple[Sequence[int], UnlabeledTraining] | None = None,
+    synthetic: Dataset | None = None,
     **loader,
 ) -> ALDataModule:
     """The datamodule for one stage, with the labeled samples' labels (a copy: fancy indexing)
     and never the oracle's array; it validates only when the data has a validation set, and
-    trains on `unlabeled` samples too when given (indices, the module's UnlabeledTraining)."""
+    trains on `unlabeled` samples too when given (indices, the module's UnlabeledTraining)
+    and on `synthetic` pairs."""
     kind = ALDataModule if data.validation is None else ValidatedDataModule
     labeled_indices = np.asarray(labeled_indices, dtype=np.int64)
     return kind(
@@ -146,5 +153,6 @@ def datamodule_for(
         data.test,
         validation=data.validation,
         unlabeled=unlabeled,
+        synthetic=synthetic,
         **loader,
     )

@@ -7,13 +7,16 @@ import torch
 from sklearn.datasets import load_digits, make_moons
 from sklearn.model_selection import train_test_split
 
-from al.data.base import ALData, ArrayDataset, PoolInputs, TensorInputs
+from al.data.base import ALData, ArrayDataset, PixelStats, PoolInputs, TensorInputs
+
+DIGITS_MAX = 16.0  # the images' pixel values are 0 … 16
 
 
 def digits(test_size: int = 500, split_seed: int = 0) -> ALData:
     """scikit-learn's 1,797 8×8 digit images, split once (stratified, seeded) into pool and test.
 
-    Pixels are scaled by the pool's mean and standard deviation.
+    Pixels are scaled by the pool's mean and standard deviation (pixel_stats: of the pixels
+    divided by 16, in [0, 1]).
     """
     bunch = load_digits()
     images = bunch.images.astype(np.float32)[:, None]
@@ -21,7 +24,8 @@ def digits(test_size: int = 500, split_seed: int = 0) -> ALData:
         images, bunch.target, test_size=test_size, stratify=bunch.target, random_state=split_seed
     )
     mean, std = pool_x.mean(), pool_x.std()
-    pool = PoolInputs(TensorInputs(torch.from_numpy((pool_x - mean) / std)))
+    stats = PixelStats((float(mean) / DIGITS_MAX,), (float(std) / DIGITS_MAX,))
+    pool = PoolInputs(TensorInputs(torch.from_numpy((pool_x - mean) / std)), pixel_stats=stats)
     test = ArrayDataset(torch.from_numpy((test_x - mean) / std), torch.from_numpy(test_y))
     return ALData(pool, test, np.asarray(pool_y), num_classes=10)
 

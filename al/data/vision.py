@@ -4,6 +4,7 @@ transforms, and the one error a missing dataset raises."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from al.data.base import ALData, PoolInputs
+from al.data.base import ALData, PixelStats, PoolInputs
 from al.errors import ConfigError, DataError
 
 
@@ -72,6 +73,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+@dataclass(frozen=True)
+class ImageTransforms:
+    """Training and test-time transforms, and the per-channel normalisation both end with."""
+
+    train: Callable
+    eval: Callable
+    stats: PixelStats
+
+
 def image_transforms(
     mean: Sequence[float],
     std: Sequence[float],
@@ -79,9 +89,9 @@ def image_transforms(
     flip: bool = False,
     size: int | None = None,
     rgb: bool = False,
-) -> tuple[Callable, Callable]:
-    """(training, test-time) transforms: optional resize to `size`×`size` (and RGB), random
-    crop with `crop_padding` and horizontal flip for training only, per-channel normalisation."""
+) -> ImageTransforms:
+    """Optional resize to `size`×`size` (and RGB), random crop with `crop_padding` and
+    horizontal flip for training only, then per-channel normalisation of pixels in [0, 1]."""
     prefix = ([to_rgb] if rgb else []) + ([T.Resize((size, size))] if size else [])
     suffix = [T.ToTensor(), T.Normalize(mean, std)]
     augment = []
@@ -89,7 +99,8 @@ def image_transforms(
         augment.append(T.RandomCrop(size or 32, padding=crop_padding))
     if flip:
         augment.append(T.RandomHorizontalFlip())
-    return T.Compose(prefix + augment + suffix), T.Compose(prefix + suffix)
+    stats = PixelStats(tuple(mean), tuple(std))
+    return ImageTransforms(T.Compose(prefix + augment + suffix), T.Compose(prefix + suffix), stats)
 
 
 def vision_data(
@@ -97,14 +108,13 @@ def vision_data(
     test: Dataset,
     pool_targets: Sequence[int],
     num_classes: int,
-    transforms: tuple[Callable, Callable],
+    transforms: ImageTransforms,
 ) -> ALData:
     """ALData over pool inputs that yield PIL images (no labels) and a test set that yields
     (PIL image, label)."""
-    train_transform, eval_transform = transforms
     return ALData(
-        pool=PoolInputs(pool_inputs, train_transform, eval_transform),
-        test=TransformedView(test, eval_transform),
+        pool=PoolInputs(pool_inputs, transforms.train, transforms.eval, transforms.stats),
+        test=TransformedView(test, transforms.eval),
         pool_targets=np.asarray(pool_targets, dtype=np.int64),
         num_classes=num_classes,
     )

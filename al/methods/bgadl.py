@@ -1,0 +1,243 @@
+"""BGADL (Tran et al. ICML 2019; the AL survey §3): a dropout classifier trained jointly with a
+VAE-ACGAN whose reconstructions x′ = g(e(x*), y*) of the labeled samples join the classifier's
+training data; acquisition is BALD with MC dropout (conf/method/bgadl.yaml).
+
+Per step on a labeled batch, the public code's three updates in its order (survey Eq. 1):
+  E:     L_E = MSE(g(e(x), y), x) + KL_mean                                    (encoder only)
+  G:     L_G = BCE(d(g(z, y)), 1) + CE(c(g(z, y)), y) + w·MSE(g(e(x), y), x)   (generator only)
+  D, C:  L_D = BCE(d(x), 1) + BCE(d(g(z, y)), 0) + BCE(d(g(e(x), y)), 0)
+         L_C = CE(c(x), y) + CE(c(g(z, y)), y) [+ CE(c(g(e(x), y)), y) with `on_the_fly`]
+The generator works in pixels in [0, 1] at `image_size`; the classifier reads its own
+normalised inputs, mapped explicitly both ways with the dataset's pixel statistics (the
+public code feeds raw pixels and silently bypasses its normaliser; not copied).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from al.data.base import PixelStats
+from al.errors import ConfigError
+from al.methods.classifier import ClassifierModule, OptimizerFactory, SchedulerFactory, check_finite
+from al.models.backbone import Backbone
+from al.models.vae import reparameterize
+from al.models.vae_acgan import Encoder, Generator, RealFakeDiscriminator, gan_init
+
+SYNTHESES = ("on_the_fly", "stored", "none")
+
+
+@dataclass(frozen=True)
+class GenerativeOptimizer:
+    """E, G and D's optimizer: Adadelta(lr, rho, eps) with StepLR(step_size, gamma) per epoch
+    (the code: 1.0, 0.9, 1e-6; halved every 8 epochs)."""
+
+    lr: float = 1.0
+    rho: float = 0.9
+    eps: float = 1e-6
+    step_size: int = 8
+    gamma: float = 0.5
+
+
+def kl_mean(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The code's KL: 0.5·mean(μ² + σ² − log σ² − 1), averaged over batch and dimensions."""
+    return 0.5 * (mu.square() + logvar.exp() - logvar - 1).mean()
+
+
+def encoder_loss(reconstruction, real, mu, logvar) -> torch.Tensor:
+    """L_E = MSE(g(e(x), y), x) + KL_mean."""
+    return F.mse_loss(reconstruction, real) + kl_mean(mu, logvar)
+
+
+def generator_loss(judged_fake, fake_logits, y, reconstruction, real, weight) -> torch.Tensor:
+    """L_G = BCE(d(g(z, y)), 1) + CE(c(g(z, y)), y) + w·MSE(g(e(x), y), x)."""
+    fooled = F.binary_cross_entropy(judged_fake, torch.ones_like(judged_fake))
+    return fooled + F.cross_entropy(fake_logits, y) + weight * F.mse_loss(reconstruction, real)
+
+
+def discriminator_loss(judged_real, judged_fake, judged_reconstruction) -> torch.Tensor:
+    """L_D = BCE(d(x), 1) + BCE(d(g(z, y)), 0) + BCE(d(g(e(x), y)), 0)."""
+    real = F.binary_cross_entropy(judged_real, torch.ones_like(judged_real))
+    fake = F.binary_cross_entropy(judged_fake, torch.zeros_like(judged_fake))
+    made = F.binary_cross_entropy(judged_reconstruction, torch.zeros_like(judged_reconstruction))
+    return real + fake + made
+
+
+class BgadlModule(ClassifierModule):
+    """The dropout classifier (the backbone, tested and scored by BALD) with BGADL's VAE-ACGAN.
+
+    `synthesis`: `on_the_fly` (the code: every labeled x adds its reconstruction x′ to each
+    classifier step), `stored` (x′ = g(μ(x*), y*) made once when x* is labeled, by the stage
+    that picked it, and kept in the run state; it trains every later stage's classifier as a
+    labeled pair and, in the batch, passes for real with the VAE-ACGAN too) or `none` (BALD
+    without synthesis: no VAE-ACGAN at all, exactly the standard classifier). `image_size`
+    (28 or 32) is the generator's; `latent_dim` (100) z's; `reconstruction_weight` w (0.75).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        optimizer: OptimizerFactory,
+        num_classes: int,
+        input_shape: Sequence[int],
+        scheduler: SchedulerFactory | None = None,
+        synthesis: str = "on_the_fly",
+        image_size: int = 28,
+        latent_dim: int = 100,
+        reconstruction_weight: float = 0.75,
+        generative_optimizer: Mapping | None = None,
+    ) -> None:
+        super().__init__(backbone, optimizer, num_classes, scheduler)
+        if synthesis not in SYNTHESES:
+            raise ConfigError(f"synthesis={synthesis!r} is not one of {', '.join(SYNTHESES)}")
+        if len(input_shape) != 3:
+            raise ConfigError(
+                f"bgadl generates images, and this dataset's inputs have shape "
+                f"{list(input_shape)}: use an image dataset (digits, mnist, cifar10, …)"
+            )
+        self.synthesis, self.stores_synthetic = synthesis, synthesis == "stored"
+        self.automatic_optimization = synthesis == "none"
+        self.input_size = tuple(input_shape[1:])
+        self.image_size, self.latent_dim = image_size, latent_dim
+        self.reconstruction_weight = reconstruction_weight
+        self.generative_optimizer = GenerativeOptimizer(**(generative_optimizer or {}))
+        self.pixel_stats: PixelStats | None = None
+        if synthesis != "none":
+            channels = input_shape[0]
+            self.encoder = Encoder(channels, image_size, latent_dim)
+            self.generator = Generator(channels, image_size, latent_dim, num_classes)
+            self.real_fake = RealFakeDiscriminator(channels, image_size)
+            for net in (self.encoder, self.generator, self.real_fake):
+                net.apply(gan_init)
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.synthesis != "none":
+            self.refuse_distributed()
+            self.pixel_stats = self.trainer.datamodule.pool.pixel_stats
+            if self.pixel_stats is None:
+                raise ConfigError(
+                    "bgadl needs the pool's pixel statistics (PoolInputs.pixel_stats) to map "
+                    "generated pixels to the classifier's inputs; this dataset sets none"
+                )
+
+    def refuse_distributed(self) -> None:
+        if self.trainer.world_size > 1:
+            raise ConfigError(
+                "bgadl's three updates per step leave parameters unused, which DDP refuses: "
+                "run it on one device (trainer=default)"
+            )
+
+    def to_image(self, x: torch.Tensor) -> torch.Tensor:
+        """Classifier inputs → the generator's pixels in [0, 1] at image_size."""
+        pixels = self.pixel_stats.to_pixels(x).clamp(0, 1)
+        return resized(pixels, (self.image_size, self.image_size))
+
+    def to_input(self, image: torch.Tensor) -> torch.Tensor:
+        """The generator's pixels → classifier inputs at the dataset's size."""
+        return self.pixel_stats.to_inputs(resized(image, self.input_size))
+
+    @torch.no_grad()
+    def synthesize(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x′ = g(μ(x), y) of newly labeled inputs, as classifier inputs (`stored`)."""
+        return self.to_input(self.generator(self.encoder(self.to_image(x))[0], y))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        if self.synthesis == "none":
+            return super().training_step(batch, batch_idx)
+        x, y = batch
+        encoder_opt, generator_opt, real_fake_opt, classifier_opt = self.optimizers()
+        real = self.to_image(x)
+        z = torch.randn(len(y), self.latent_dim, device=x.device)
+        losses = {"encoder": self.update_encoder(real, y, encoder_opt)}
+        losses["generator"], fake, made = self.update_generator(real, y, z, generator_opt)
+        losses["discriminator"], losses["classifier"] = self.update_discriminator_and_classifier(
+            x, y, real, fake.detach(), made.detach(), (real_fake_opt, classifier_opt)
+        )
+        for name, value in losses.items():
+            check_finite(value, self.current_epoch, batch_idx)
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log(
+            "train/loss", losses["classifier"], on_step=False, on_epoch=True, batch_size=len(y)
+        )
+        return None
+
+    def reconstruct(self, real: torch.Tensor, y: torch.Tensor):
+        """g(z_e, y) with z_e drawn from e(x), and e(x)'s μ and log σ²."""
+        mu, logvar = self.encoder(real)
+        return self.generator(reparameterize(mu, logvar), y), mu, logvar
+
+    def update_encoder(self, real, y, optimizer) -> torch.Tensor:
+        reconstruction, mu, logvar = self.reconstruct(real, y)
+        loss = encoder_loss(reconstruction, real, mu, logvar)
+        self.apply_update(loss, optimizer)
+        return loss.detach()
+
+    def update_generator(self, real, y, z, optimizer):
+        fake = self.generator(z, y)
+        made, _, _ = self.reconstruct(real, y)
+        fake_logits = self(self.to_input(fake))
+        loss = generator_loss(
+            self.real_fake(fake), fake_logits, y, made, real, self.reconstruction_weight
+        )
+        self.apply_update(loss, optimizer)
+        return loss.detach(), fake, made
+
+    def update_discriminator_and_classifier(self, x, y, real, fake, made, optimizers):
+        """One step of D and C together: L_D + L_C (their parameters are disjoint)."""
+        d_loss = discriminator_loss(
+            self.real_fake(real), self.real_fake(fake), self.real_fake(made)
+        )
+        logits = self(x)
+        c_loss = F.cross_entropy(logits, y) + F.cross_entropy(self(self.to_input(fake)), y)
+        if self.synthesis == "on_the_fly":
+            c_loss = c_loss + F.cross_entropy(self(self.to_input(made)), y)
+        self.apply_update(d_loss + c_loss, *optimizers)
+        self.train_acc(logits, y)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        return d_loss.detach(), c_loss.detach()
+
+    def apply_update(self, loss: torch.Tensor, *optimizers) -> None:
+        """Zero the gradients of `optimizers`, backpropagate `loss`, step them alone."""
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        self.manual_backward(loss)
+        for optimizer in optimizers:
+            optimizer.step()
+
+    def on_train_epoch_end(self) -> None:
+        """Manual optimisation steps every scheduler once per epoch."""
+        if self.synthesis == "none":
+            return
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            if scheduler is not None:
+                scheduler.step()
+
+    def configure_optimizers(self):
+        """E, G and D: Adadelta with StepLR each; the classifier: the configured optimizer
+        (and scheduler) over the backbone."""
+        if self.synthesis == "none":
+            return super().configure_optimizers()
+        settings = self.generative_optimizer
+        generative = [
+            torch.optim.Adadelta(net.parameters(), settings.lr, settings.rho, settings.eps)
+            for net in (self.encoder, self.generator, self.real_fake)
+        ]
+        classifier = self.optimizer_factory(self.backbone.parameters())
+        schedulers = [
+            torch.optim.lr_scheduler.StepLR(optimizer, settings.step_size, settings.gamma)
+            for optimizer in generative
+        ]
+        if self.scheduler_factory is not None:
+            schedulers.append(self.scheduler_factory(classifier))
+        return [*generative, classifier], schedulers
+
+
+def resized(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False)

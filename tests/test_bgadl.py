@@ -1,0 +1,192 @@
+"""BGADL: its three losses, which update moves which network, the ablation that is exactly
+BALD, and synthetic pairs that train the classifier only and survive a resume."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+from fake_data import write_idx
+
+import al.loop
+from al.data import PixelStats, datamodule_for
+from al.errors import ConfigError
+from al.loop import build_data, run, run_stage
+from al.methods.bgadl import (
+    BgadlModule,
+    discriminator_loss,
+    encoder_loss,
+    generator_loss,
+    kl_mean,
+)
+from al.models.cnn import SmallCNN
+from al.pool import Pool
+from al.progress import stage_progress
+from al.sinks import EpochMetricsCallback, Sink
+from al.store import RunStore
+from al.synthetic import SyntheticPairs
+
+from conftest import FASTER, read_results, without_timings
+
+BGADL = ["method=bgadl", *FASTER["bgadl"], "trainer.max_epochs=2"]
+
+
+def test_the_three_losses_on_hand_computed_values():
+    mu, logvar = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, math.log(2.0)]])
+    assert kl_mean(mu, logvar).item() == pytest.approx(0.25 * (2 - math.log(2)))
+    reconstruction, real = torch.tensor([[0.5]]), torch.tensor([[1.0]])
+    expected_e = 0.25 + 0.25 * (2 - math.log(2))
+    assert encoder_loss(reconstruction, real, mu, logvar).item() == pytest.approx(expected_e)
+    judged_fake, logits, y = torch.tensor([0.5]), torch.zeros(1, 2), torch.tensor([0])
+    expected_g = math.log(2) + math.log(2) + 0.75 * 0.25
+    loss_g = generator_loss(judged_fake, logits, y, reconstruction, real, 0.75)
+    assert loss_g.item() == pytest.approx(expected_g)
+    loss_d = discriminator_loss(torch.tensor([0.8]), torch.tensor([0.3]), torch.tensor([0.5]))
+    assert loss_d.item() == pytest.approx(-math.log(0.8) - math.log(0.7) + math.log(2))
+
+
+def small_module(synthesis: str = "on_the_fly") -> BgadlModule:
+    torch.manual_seed(0)
+    module = BgadlModule(
+        SmallCNN([1, 8, 8], 3, dropout=0.5),
+        functools.partial(torch.optim.Adadelta, lr=1.0),
+        3,
+        [1, 8, 8],
+        synthesis=synthesis,
+    )
+    module.pixel_stats = PixelStats((0.3,), (0.4,))
+    module.manual_backward = lambda loss: loss.backward()  # no trainer: plain autograd
+    return module
+
+
+def moved(module: BgadlModule, before: dict[str, torch.Tensor]) -> set[str]:
+    """The top-level networks whose parameters changed."""
+    return {
+        name.split(".")[0]
+        for name, p in module.named_parameters()
+        if not torch.equal(p.detach(), before[name])
+    }
+
+
+def test_each_update_moves_only_its_networks():
+    module = small_module()
+    encoder_opt, generator_opt, real_fake_opt, classifier_opt = module.configure_optimizers()[0]
+    x, y = torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    real, z = module.to_image(x), torch.randn(6, 100)
+
+    def parameters():
+        return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+    before = parameters()
+    module.update_encoder(real, y, encoder_opt)
+    assert moved(module, before) == {"encoder"}
+    before = parameters()
+    _, fake, made = module.update_generator(real, y, z, generator_opt)
+    assert moved(module, before) == {"generator"}
+    before = parameters()
+    module.log = lambda *args, **kwargs: None
+    module.update_discriminator_and_classifier(
+        x, y, real, fake.detach(), made.detach(), (real_fake_opt, classifier_opt)
+    )
+    assert moved(module, before) == {"real_fake", "backbone"}
+
+
+def test_pixels_round_trip_between_the_generator_and_the_classifier():
+    module = small_module()
+    pixels = torch.rand(2, 1, 28, 28)
+    back = module.to_image(module.to_input(pixels))
+    assert back.shape == (2, 1, 28, 28) and module.to_input(pixels).shape == (2, 1, 8, 8)
+    exact = torch.rand(2, 1, 8, 8)
+    assert torch.allclose(module.pixel_stats.to_pixels(module.pixel_stats.to_inputs(exact)), exact)
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ConfigError, match="synthesis='always'"):
+        BgadlModule(SmallCNN([1, 8, 8], 3), torch.optim.Adam, 3, [1, 8, 8], synthesis="always")
+    with pytest.raises(ConfigError, match="bgadl generates images"):
+        BgadlModule(SmallCNN([1, 8, 8], 3), torch.optim.Adam, 3, [2])
+    with pytest.raises(ConfigError, match="image_size=30"):
+        BgadlModule(SmallCNN([1, 8, 8], 3), torch.optim.Adam, 3, [1, 8, 8], image_size=30)
+
+
+def one_stage(cfg):
+    data = build_data(cfg.dataset)
+    pool = Pool.with_initial(len(data.pool_targets), 20, cfg.seed)
+    epoch_logger = EpochMetricsCallback(Sink(), stage=0, epochs_before=0)
+    budget = al.loop.check_config(cfg).resolve(len(data.pool_targets))
+    return run_stage(cfg, data, pool, budget, 0, None, epoch_logger, stage_progress())
+
+
+def test_without_synthesis_it_trains_exactly_balds_classifier(tiny_config):
+    bgadl = one_stage(tiny_config(*BGADL, "method.module.synthesis=none"))
+    bald = one_stage(tiny_config("method=bald", *FASTER["bald"], "trainer.max_epochs=2"))
+    for name, weights in bald.module.state_dict().items():
+        assert torch.equal(bgadl.module.state_dict()[name], weights), name
+    assert torch.equal(bgadl.selection.indices, bald.selection.indices)
+
+
+def test_synthetic_pairs_train_the_classifier_and_reach_nothing_else(tiny_config):
+    cfg = tiny_config()
+    data = build_data(cfg.dataset)
+    pool = Pool.with_initial(len(data.pool_targets), 20, seed=0)
+    synthetic = SyntheticPairs()
+    synthetic.add(torch.full((5, 1, 8, 8), 7.0), torch.arange(5), torch.arange(100, 105), 1)
+    datamodule = datamodule_for(
+        data, pool.labeled_indices, None, synthetic, batch_size=64, eval_batch_size=64
+    )
+    x, _ = next(iter(datamodule.train_dataloader()))
+    assert len(x) == 25 and (x == 7.0).all(dim=(1, 2, 3)).sum() == 5
+    for loader in (datamodule.inputs_loader(pool.labeled_indices), datamodule.test_dataloader()):
+        inputs = torch.cat([batch[0] for batch in loader])
+        assert not (inputs == 7.0).all(dim=(1, 2, 3)).any()
+    assert len(datamodule.inputs_loader(pool.labeled_indices).dataset) == 20
+
+
+def test_stored_pairs_are_counted_apart_and_resume_exactly(tiny_config, tmp_path, monkeypatch):
+    """One synthetic pair per pick, made by the stage that picked it; a run killed after
+    stage 1 resumes to the same records and the same stored pairs."""
+    cfg = tiny_config(*BGADL, "method.module.synthesis=stored", "budget.stages=3")
+    whole = run(cfg, tmp_path / "whole")
+    assert [r["n_labeled"] for r in whole] == [20, 30, 40]
+    assert [r["n_synthetic"] for r in whole] == [0, 10, 20]
+    finish_stage = al.loop.finish_stage
+
+    def finish_then_die(store, data, state, budget, stage, outcome, cfg):
+        record = finish_stage(store, data, state, budget, stage, outcome, cfg)
+        if stage == 1:
+            raise KeyboardInterrupt("killed after stage 1")
+        return record
+
+    monkeypatch.setattr(al.loop, "finish_stage", finish_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "split")
+    monkeypatch.setattr(al.loop, "finish_stage", finish_stage)
+    resumed = run(cfg, tmp_path / "split")
+    assert without_timings(resumed) == without_timings(whole)
+    stored = [RunStore(tmp_path / name).latest()["synthetic"] for name in ("whole", "split")]
+    for key in ("x", "y", "stage", "source"):
+        assert torch.equal(stored[0][key], stored[1][key]), key
+    labelled_at = RunStore(tmp_path / "whole").latest()["labelled_at"]
+    assert np.array_equal(np.sort(stored[0]["source"].numpy()), np.flatnonzero(labelled_at >= 1))
+    assert stored[0]["stage"].tolist() == [1] * 10 + [2] * 10 + [3] * 10
+
+
+def test_two_stages_on_mnist_format_files(tiny_config, tmp_path):
+    write_idx(tmp_path / "MNIST" / "raw", train=60, test=20)
+    cfg = tiny_config(
+        "dataset=mnist",
+        f"dataset.root={tmp_path}",
+        "dataset.pool_size=60",
+        "budget=mnist",
+        "budget.initial=20",
+        "budget.query=10",
+        "budget.stages=2",
+        "budget.subset=null",
+        *BGADL,
+    )
+    records = run(cfg, tmp_path / "run")
+    assert [r["n_labeled"] for r in records] == [20, 30]
+    assert read_results(tmp_path / "run") == records

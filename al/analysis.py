@@ -33,6 +33,7 @@ from al.notices import quiet_notices
 from al.pool import UNLABELED, Pool
 from al.progress import stage_progress
 from al.sinks import EpochMetricsCallback, Sink
+from al.synthetic import SyntheticPairs
 
 SAMPLE_COUNTS = (100, 1000, 10_000, 100_000)  # DAST-AL Table 2's columns
 
@@ -152,11 +153,24 @@ def retrain_stage(cfg, data, run_dir: Path, stage: int) -> tuple:
     pool.load_state_dict({"labelled_at": np.where(labelled_at <= stage, labelled_at, UNLABELED)})
     budget = Budget(**cfg.budget).resolve(len(labelled_at))
     epoch_logger = EpochMetricsCallback(Sink(), stage, 0)
-    outcome = run_stage(cfg, data, pool, budget, stage, None, epoch_logger, stage_progress())
+    synthetic = synthetic_before(snapshot.get("synthetic"), stage)
+    outcome = run_stage(
+        cfg, data, pool, budget, stage, None, epoch_logger, stage_progress(), synthetic
+    )
     picks = outcome.selection.indices.numpy()
     if not np.array_equal(picks, saved_picks(run_dir, stage)):
         raise RuntimeError(f"retraining stage {stage} in {run_dir} did not reproduce its picks")
     return outcome.module, picks, pool
+
+
+def synthetic_before(state: dict | None, stage: int) -> SyntheticPairs:
+    """The synthetic pairs stage `stage` trained on: those made by the stages before it."""
+    pairs = SyntheticPairs()
+    if state is not None and len(state["y"]):
+        kept = state["stage"] <= stage
+        pairs.add(state["x"][kept], state["y"][kept], state["source"][kept], 0)
+        pairs.stage = state["stage"][kept].clone()
+    return pairs
 
 
 def epmcm_table(run_dir: Path, stage: int, counts: tuple[int, ...], candidates: int) -> str:

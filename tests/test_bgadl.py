@@ -12,6 +12,7 @@ import torch
 from fake_data import write_idx
 
 import al.loop
+from al import samples
 from al.data import PixelStats, datamodule_for
 from al.errors import ConfigError
 from al.loop import build_data, run, run_stage
@@ -25,6 +26,7 @@ from al.methods.bgadl import (
 from al.models.cnn import SmallCNN
 from al.pool import Pool
 from al.progress import stage_progress
+from al.samples import stage_pairs
 from al.sinks import EpochMetricsCallback, Sink
 from al.store import RunStore
 from al.synthetic import SyntheticPairs
@@ -190,3 +192,29 @@ def test_two_stages_on_mnist_format_files(tiny_config, tmp_path):
     records = run(cfg, tmp_path / "run")
     assert [r["n_labeled"] for r in records] == [20, 30]
     assert read_results(tmp_path / "run") == records
+
+
+def test_generated_batches_leave_the_classifiers_running_statistics_alone():
+    """BatchNorm normalises a generated batch by its own statistics but keeps the running
+    ones of real samples: they are what the classifier is tested with."""
+    module = small_module()
+    module.train()
+    module(torch.randn(8, 1, 8, 8))
+    norm = module.backbone.blocks[0][1]
+    mean, variance = norm.running_mean.clone(), norm.running_var.clone()
+    logits = module.classify_synthetic(torch.rand(8, 1, 28, 28))
+    assert torch.equal(norm.running_mean, mean) and torch.equal(norm.running_var, variance)
+    assert norm.momentum == 0.1 and logits.shape == (8, 3)
+
+
+def test_the_sample_grid_pairs_each_pick_with_its_stored_synthetic_sample(tiny_config, tmp_path):
+    cfg = tiny_config(*BGADL, "method.module.synthesis=stored", "budget.stages=2")
+    run(cfg, tmp_path)
+    data = build_data(cfg.dataset)
+    picked, made, labels = stage_pairs(tmp_path, 0, cfg, data)
+    picks = np.loadtxt(tmp_path / "picks" / "stage_000.csv", delimiter=",", skiprows=1)
+    assert torch.equal(labels, torch.from_numpy(picks[:, 2].astype(np.int64)))  # best first
+    assert picked.shape == made.shape == (10, 1, 8, 8)
+    assert torch.equal(picked, torch.stack([x for x, _ in data.pool.unlabeled(picks[:, 0])]))
+    samples.main([str(tmp_path), "--stage", "0", "--pairs", "4"])
+    assert (tmp_path / "samples" / "stage_000.png").stat().st_size > 0

@@ -56,6 +56,24 @@ TA_VAAL_CIFAR = {
     "reinit_each_stage": True,
 }
 
+BGADL_MNIST = {
+    "dataset.name": "mnist",
+    "method.name": "bgadl",
+    "method.module.synthesis": "on_the_fly",
+    "budget.initial_classes": list(range(10)),
+    **budget(100, 100, 100, 2000),
+    "method.selector.passes": 20,
+    "trainer.max_epochs": 50,
+    "loader.batch_size": 100,
+    "optimizer._target_": "torch.optim.Adadelta",
+    "optimizer.lr": 1.0,
+    "optimizer.rho": 0.9,
+    "scheduler.step_size": 5,
+    "scheduler.gamma": 0.5,
+    "method.module.weight_decay_per_sample": 3.5,
+    "method.module.generative_optimizer.step_size": 8,
+    "model.dropout": 0.5,
+}
 M2_VAAL_FMNIST = {
     "dataset.name": "fashion_mnist",
     "method.name": "m2_vaal",
@@ -204,6 +222,15 @@ EXPECTED = {
     # CPU-sized: 3 stages of 2 epochs, one pass over the labeled pool per epoch, narrower nets.
     "m2_vaal_fmnist_cpu": {**M2_VAAL_FMNIST, **M2_CPU},
     "m2_vaal_fmnist_cold_cpu": {**M2_VAAL_COLD, **M2_CPU},
+    # BGADL's public MNIST demo (more-methods.md §4.4): 10 per class, 100 per stage from 2,000
+    # candidates, 100 iterations, T = 20, 50 epochs, batch 100, Adadelta, weight decay 3.5/N.
+    "bgadl_mnist": BGADL_MNIST,
+    "bgadl_mnist_cpu": {
+        **BGADL_MNIST,
+        **budget(100, 100, 3, 500),
+        "trainer.max_epochs": 30,
+        "method.selector.passes": 10,
+    },
     # Ours (`make sweep`): digits, 30 epochs, 50 initial + 8 stages of 50, CSV logs.
     "sweep_digits": {
         "dataset.name": "digits",

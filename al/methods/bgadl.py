@@ -14,7 +14,8 @@ public code feeds raw pixels and silently bypasses its normaliser; not copied).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -74,7 +75,9 @@ class BgadlModule(ClassifierModule):
     that picked it, and kept in the run state; it trains every later stage's classifier as a
     labeled pair and, in the batch, passes for real with the VAE-ACGAN too) or `none` (BALD
     without synthesis: no VAE-ACGAN at all, exactly the standard classifier). `image_size`
-    (28 or 32) is the generator's; `latent_dim` (100) z's; `reconstruction_weight` w (0.75).
+    (28 or 32) is the generator's; `latent_dim` (100) z's; `reconstruction_weight` w (0.75);
+    `weight_decay_per_sample` k sets the classifier's weight decay to k / N_train for the
+    stage's N_train training pairs (the code: 3.5), None leaves the optimizer's own.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class BgadlModule(ClassifierModule):
         latent_dim: int = 100,
         reconstruction_weight: float = 0.75,
         generative_optimizer: Mapping | None = None,
+        weight_decay_per_sample: float | None = None,
     ) -> None:
         super().__init__(backbone, optimizer, num_classes, scheduler)
         if synthesis not in SYNTHESES:
@@ -103,6 +107,7 @@ class BgadlModule(ClassifierModule):
         self.input_size = tuple(input_shape[1:])
         self.image_size, self.latent_dim = image_size, latent_dim
         self.reconstruction_weight = reconstruction_weight
+        self.weight_decay_per_sample = weight_decay_per_sample
         self.generative_optimizer = GenerativeOptimizer(**(generative_optimizer or {}))
         self.pixel_stats: PixelStats | None = None
         if synthesis != "none":
@@ -165,6 +170,13 @@ class BgadlModule(ClassifierModule):
         )
         return None
 
+    def classify_synthetic(self, image: torch.Tensor) -> torch.Tensor:
+        """The classifier's logits of generated pixels. Its BatchNorm layers normalise them by
+        their own batch but keep the running statistics of real samples only: tested on real
+        data, it must not carry the generator's (the code's LeNet-5 has no BatchNorm)."""
+        with frozen_running_statistics(self.backbone):
+            return self(self.to_input(image))
+
     def reconstruct(self, real: torch.Tensor, y: torch.Tensor):
         """g(z_e, y) with z_e drawn from e(x), and e(x)'s μ and log σ²."""
         mu, logvar = self.encoder(real)
@@ -179,7 +191,7 @@ class BgadlModule(ClassifierModule):
     def update_generator(self, real, y, z, optimizer):
         fake = self.generator(z, y)
         made, _, _ = self.reconstruct(real, y)
-        fake_logits = self(self.to_input(fake))
+        fake_logits = self.classify_synthetic(fake)
         loss = generator_loss(
             self.real_fake(fake), fake_logits, y, made, real, self.reconstruction_weight
         )
@@ -192,9 +204,9 @@ class BgadlModule(ClassifierModule):
             self.real_fake(real), self.real_fake(fake), self.real_fake(made)
         )
         logits = self(x)
-        c_loss = F.cross_entropy(logits, y) + F.cross_entropy(self(self.to_input(fake)), y)
+        c_loss = F.cross_entropy(logits, y) + F.cross_entropy(self.classify_synthetic(fake), y)
         if self.synthesis == "on_the_fly":
-            c_loss = c_loss + F.cross_entropy(self(self.to_input(made)), y)
+            c_loss = c_loss + F.cross_entropy(self.classify_synthetic(made), y)
         self.apply_update(d_loss + c_loss, *optimizers)
         self.train_acc(logits, y)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
@@ -227,7 +239,7 @@ class BgadlModule(ClassifierModule):
             torch.optim.Adadelta(net.parameters(), settings.lr, settings.rho, settings.eps)
             for net in (self.encoder, self.generator, self.real_fake)
         ]
-        classifier = self.optimizer_factory(self.backbone.parameters())
+        classifier = self.optimizer_factory(self.backbone.parameters(), **self.weight_decay())
         schedulers = [
             torch.optim.lr_scheduler.StepLR(optimizer, settings.step_size, settings.gamma)
             for optimizer in generative
@@ -235,6 +247,31 @@ class BgadlModule(ClassifierModule):
         if self.scheduler_factory is not None:
             schedulers.append(self.scheduler_factory(classifier))
         return [*generative, classifier], schedulers
+
+    def weight_decay(self) -> dict[str, float]:
+        """{"weight_decay": k / N_train} with `weight_decay_per_sample`, else nothing."""
+        if self.weight_decay_per_sample is None:
+            return {}
+        datamodule = self.trainer.datamodule
+        synthetic = 0 if datamodule.synthetic is None else len(datamodule.synthetic)
+        return {
+            "weight_decay": self.weight_decay_per_sample / (datamodule.labeled_count + synthetic)
+        }
+
+
+@contextmanager
+def frozen_running_statistics(network: torch.nn.Module) -> Iterator[None]:
+    """Train-mode BatchNorm that leaves its running mean and variance as they are
+    (momentum 0: running = 1·running + 0·batch)."""
+    layers = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    try:
+        yield
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
 
 
 def resized(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

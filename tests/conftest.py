@@ -50,7 +50,7 @@ FASTER = {
     "batchbald": ["method.selector.passes=3", "method.selector.samples=1000", "model.dropout=0.5"],
     "qbc": ["method.module.members=2"],
     "ads": ["method.module.epoch=shortest"],
-    "bgadl": ["model.dropout=0.5", "method.selector.passes=3"],
+    "bgadl": ["model.dropout=0.5", "method.selector.passes=3", "trainer.max_epochs=2"],
     **{method: M2_SMALL for method in M2_METHODS},
 }
 

@@ -33,7 +33,7 @@ from al.synthetic import SyntheticPairs
 
 from conftest import FASTER, read_results, without_timings
 
-BGADL = ["method=bgadl", *FASTER["bgadl"], "trainer.max_epochs=2"]
+BGADL = ["method=bgadl", *FASTER["bgadl"]]
 
 
 def test_the_three_losses_on_hand_computed_values():
@@ -151,6 +151,7 @@ def test_stored_pairs_are_counted_apart_and_resume_exactly(tiny_config, tmp_path
     """One synthetic pair per pick, made by the stage that picked it; a run killed after
     stage 1 resumes to the same records and the same stored pairs."""
     cfg = tiny_config(*BGADL, "method.module.synthesis=stored", "budget.stages=3")
+    cfg.trainer.max_epochs = 1
     whole = run(cfg, tmp_path / "whole")
     assert [r["n_labeled"] for r in whole] == [20, 30, 40]
     assert [r["n_synthetic"] for r in whole] == [0, 10, 20]
@@ -218,3 +219,29 @@ def test_the_sample_grid_pairs_each_pick_with_its_stored_synthetic_sample(tiny_c
     assert torch.equal(picked, torch.stack([x for x, _ in data.pool.unlabeled(picks[:, 0])]))
     samples.main([str(tmp_path), "--stage", "0", "--pairs", "4"])
     assert (tmp_path / "samples" / "stage_000.png").stat().st_size > 0
+
+
+def test_rgb_images_at_32_pixels_run_every_update():
+    """CIFAR-sized inputs: the generator's 32 px RGB pixels map to the classifier's inputs."""
+    torch.manual_seed(0)
+    module = BgadlModule(
+        SmallCNN([3, 32, 32], 4, dropout=0.5),
+        functools.partial(torch.optim.Adadelta, lr=1.0),
+        4,
+        [3, 32, 32],
+        image_size=32,
+    )
+    module.pixel_stats = PixelStats((0.49, 0.48, 0.45), (0.2, 0.2, 0.2))
+    module.manual_backward = lambda loss: loss.backward()
+    module.log = lambda *args, **kwargs: None
+    encoder_opt, generator_opt, real_fake_opt, classifier_opt = module.configure_optimizers()[0]
+    x, y = torch.randn(4, 3, 32, 32), torch.arange(4)
+    real = module.to_image(x)
+    module.update_encoder(real, y, encoder_opt)
+    _, fake, made = module.update_generator(real, y, torch.randn(4, 100), generator_opt)
+    assert fake.shape == made.shape == (4, 3, 32, 32) and 0 <= fake.min() <= fake.max() <= 1
+    module.update_discriminator_and_classifier(
+        x, y, real, fake.detach(), made.detach(), (real_fake_opt, classifier_opt)
+    )
+    module.eval()
+    assert module.synthesize(x, y).shape == (4, 3, 32, 32)

@@ -19,7 +19,7 @@ from al.models.mlp import MLP
 from al.models.resnet import ResNet18
 from al.sinks import Sink
 
-from conftest import compose_config, options, train_command
+from conftest import FASTER, compose_config, options, train_command
 
 # A file-based dataset's class count is the user's to set (image_folder: ???).
 SET_BY_USER = {"image_folder": ["dataset.num_classes=3"]}
@@ -65,7 +65,8 @@ def test_every_method_composes_and_builds(method):
 def test_every_task_module_builds_around_every_model(method, model):
     """Every task module class (standard, M2, committee, …) around every backbone; the
     methods sharing a module differ in their selector alone, built above."""
-    built_module_forward(compose_config("dataset=digits", f"method={method}", f"model={model}"))
+    overrides = ("dataset=digits", f"method={method}", f"model={model}", *FASTER.get(method, []))
+    built_module_forward(compose_config(*overrides))
 
 
 def test_data_shipped_with_dependencies_matches_its_config():

@@ -79,3 +79,19 @@ def refuse_spawning_in_multirun(trainer_cfg: DictConfig) -> None:
             "per command (drop -m), or sweep with hydra/launcher=slurm and "
             f"hydra.launcher.tasks_per_node={trainer.num_devices} (srun starts the ranks)"
         )
+
+
+def refuse_distributed_for(
+    module: pl.LightningModule, trainer_cfg: DictConfig, method: str
+) -> None:
+    """A task module that updates in several backward passes per step (`single_device`)
+    cannot train under DDP, whose gradient sync expects one: refused before any work."""
+    if not getattr(module, "single_device", False):
+        return
+    trainer: pl.Trainer = build(trainer_cfg)
+    if trainer.world_size > 1:
+        raise ConfigError(
+            f"method={method} updates its networks in several backward passes per step, which "
+            f"DDP's gradient sync does not support, and this trainer runs {trainer.world_size} "
+            "processes: train on one device (trainer=default)"
+        )

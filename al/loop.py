@@ -22,7 +22,12 @@ from al.best_weights import BestValidationWeights
 from al.budget import Budget
 from al.checks import check_config
 from al.data import ALData, ALDataModule, datamodule_for
-from al.distributed import check_same_pool, is_global_zero, refuse_spawning_in_multirun
+from al.distributed import (
+    check_same_pool,
+    is_global_zero,
+    refuse_distributed_for,
+    refuse_spawning_in_multirun,
+)
 from al.errors import ConfigError, NonFiniteLossError, build
 from al.initial import KCenterSettings, initial_indices
 from al.lock import RunDirectoryLock
@@ -62,7 +67,8 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
         data = data.hold_out_validation(cfg.validation_fraction)
     budget = budget.resolve(len(data.pool_targets))
     budget.check_classes_fit(data.pool_targets, data.num_classes)
-    build_module(cfg, data.num_classes)  # the method's constructors check its options
+    module = build_module(cfg, data.num_classes)  # the method's constructors check its options
+    refuse_distributed_for(module, cfg.trainer, cfg.method.name)
     check_stopping_rule(budget, build(cfg.method.selector), cfg.method.name)
     with RunDirectoryLock(run_dir) if is_global_zero() else nullcontext():
         store = RunStore(run_dir)

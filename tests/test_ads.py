@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from al.budget import Budget
 from al.errors import ConfigError
-from al.loop import build_data, run_stage
+from al.loop import build_data, run, run_stage
 from al.methods.ads import (
     AdsModule,
     AdsSelector,
@@ -229,3 +229,10 @@ def test_the_selector_refuses_a_module_without_two_classifiers():
 
     with pytest.raises(ConfigError, match="use method=ads"):
         AdsSelector().score(Plain(), torch.zeros(1, 4))
+
+
+def test_ddp_is_refused_before_the_run_directory_is_touched(tiny_config, tmp_path):
+    cfg = tiny_config("method=ads", "trainer=ddp")
+    with pytest.raises(ConfigError, match="method=ads updates its networks in several"):
+        run(cfg, tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -119,6 +119,8 @@ class AdsModule(ClassifierModule):
     `epoch`: `UnlabeledTraining`). `tau` is τ of Eqs. 4 and 7, `entropy` and `weighting`
     the paper's or the code's E(u) and weight normalisation."""
 
+    single_device = True  # Algorithm 1: three backward passes per step
+
     def __init__(
         self,
         backbone: Backbone,
@@ -147,15 +149,6 @@ class AdsModule(ClassifierModule):
         self.classifier_test_acc = nn.ModuleList(
             MulticlassAccuracy(num_classes, average="micro") for _ in range(2)
         )
-
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
-        if self.trainer.world_size > 1:
-            raise ConfigError(
-                "method=ads updates g and f1, f2 in three backward passes per step "
-                "(Algorithm 1), some leaving parameters unused, which DDP's one-backward "
-                "gradient sync does not support: train on one device (trainer=default)"
-            )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """g(x): the backbone's penultimate features, through its dropout slot."""

@@ -103,6 +103,7 @@ class BgadlModule(ClassifierModule):
                 f"{list(input_shape)}: use an image dataset (digits, mnist, cifar10, …)"
             )
         self.synthesis, self.stores_synthetic = synthesis, synthesis == "stored"
+        self.single_device = synthesis != "none"  # E, G and D+C: three backward passes
         self.automatic_optimization = synthesis == "none"
         self.input_size = tuple(input_shape[1:])
         self.image_size, self.latent_dim = image_size, latent_dim
@@ -121,20 +122,12 @@ class BgadlModule(ClassifierModule):
     def on_fit_start(self) -> None:
         super().on_fit_start()
         if self.synthesis != "none":
-            self.refuse_distributed()
             self.pixel_stats = self.trainer.datamodule.pool.pixel_stats
             if self.pixel_stats is None:
                 raise ConfigError(
                     "bgadl needs the pool's pixel statistics (PoolInputs.pixel_stats) to map "
                     "generated pixels to the classifier's inputs; this dataset sets none"
                 )
-
-    def refuse_distributed(self) -> None:
-        if self.trainer.world_size > 1:
-            raise ConfigError(
-                "bgadl's three updates per step leave parameters unused, which DDP refuses: "
-                "run it on one device (trainer=default)"
-            )
 
     def to_image(self, x: torch.Tensor) -> torch.Tensor:
         """Classifier inputs → the generator's pixels in [0, 1] at image_size."""

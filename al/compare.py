@@ -52,7 +52,12 @@ def group_curves(runs: list[tuple[dict, list[dict]]]) -> list[Curves]:
     for (dataset, method), members in sorted(groups.items()):
         members.sort(key=lambda member: member[0])
         stages = min(len(records) for _, records in members)
-        numeric = [k for k, v in members[0][1][0].items() if isinstance(v, int | float)]
+        numeric = [  # the numbers every record has (runs of an older version may lack some)
+            key
+            for key, value in members[0][1][0].items()
+            if isinstance(value, int | float)
+            and all(key in r for _, records in members for r in records[:stages])
+        ]
         values = {
             key: np.array([[r[key] for r in records[:stages]] for _, records in members], float)
             for key in numeric

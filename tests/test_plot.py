@@ -173,3 +173,18 @@ def test_a_multirun_sweep_is_compared_and_its_curves_pair(tmp_path):
     assert stage0_disagreements(list(curves.values())) == []
     plot_command(sweep)
     assert (sweep / "comparison" / "digits-improvement.png").exists()
+
+
+def test_seeds_that_stopped_early_or_lack_newer_keys_still_compare(runs):
+    """A run a stopping rule ended after 2 stages cuts its method's curve to 2 stages; a
+    number only some runs record (a newer version's `discriminator/acc`) is left out."""
+    write_run(runs, "vaal", 0, [0.40, 0.55, 0.65])
+    write_run(runs, "vaal", 1, [0.40, 0.45])
+    newer = runs / "digits-vaal-seed0" / "results.jsonl"
+    rows = [
+        json.loads(line) | {"discriminator/acc": 0.7} for line in newer.read_text().splitlines()
+    ]
+    newer.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    vaal = {c.method: c for c in group_curves(find_runs(runs))}["vaal"]
+    assert vaal.n_labeled.tolist() == [10, 20] and "discriminator/acc" not in vaal.values
+    assert np.allclose(vaal.values["test/acc"], [[0.40, 0.55], [0.40, 0.45]])

@@ -97,3 +97,33 @@ def test_selector_uses_features_of_candidates_and_labeled_centers_with_global_in
     picks, _ = CoresetSelector(chunk=8).select(KnownFeatures(), request)
     expected = [1000 + i for i in brute_force_k_center(candidates, labeled, 6)]
     assert picks.tolist() == expected
+
+
+def test_matrix_product_first_pass_matches_exact_differences_far_from_the_origin():
+    from al.methods.coreset import difference_min_distances, min_distances
+
+    generator = torch.Generator().manual_seed(0)
+    candidates = torch.randn(500, 64, generator=generator) + 100.0
+    centers = torch.randn(70, 64, generator=generator) + 100.0
+    exact = (candidates.double()[:, None] - centers.double()[None]).square().sum(-1).min(1).values
+    fast = min_distances(candidates, centers, chunk=32)
+    assert torch.allclose(fast.double(), exact, rtol=1e-6, atol=0)
+    assert torch.allclose(
+        difference_min_distances(candidates, centers, 32).double(), exact, rtol=1e-5
+    )
+    picks, _ = k_center_greedy(candidates, centers, k=30, chunk=32)
+    assert picks.tolist() == brute_force_k_center(candidates, centers, 30)
+
+
+def test_candidates_that_duplicate_labeled_samples_tie_at_zero_as_exact_differences_do():
+    # ‖a‖² + ‖b‖² − 2ab leaves ~1e-11 of noise where the exact distance is 0; ties then
+    # broke by noise. Duplicates of centers must come last, in index order.
+    generator = torch.Generator().manual_seed(0)
+    centers = torch.randn(50, 512, generator=generator) * 3 + 5
+    distinct = torch.randn(5, 512, generator=generator) * 3 + 5
+    candidates = torch.cat([centers[[3, 1, 4, 0, 2]], distinct, centers[[7, 9]]])
+    picks, radii = k_center_greedy(candidates, centers, k=12, chunk=16)
+    assert sorted(picks[:5].tolist()) == [5, 6, 7, 8, 9]
+    assert picks[:5].tolist() == [5 + p for p in brute_force_k_center(distinct, centers, 5)]
+    assert picks[5:].tolist() == [0, 1, 2, 3, 4, 10, 11]
+    assert (radii[5:] == 0).all()

@@ -7,14 +7,50 @@ import torch
 
 from al.methods.selector import SelectionRequest, Selector, collect
 
+# Distances below this fraction of ‖a‖² + max‖b‖² are re-checked by explicit differences:
+# above it, float64's cancellation error is far below float32's resolution.
+RECHECK_FRACTION = 1e-6
+
 
 def min_distances(points: torch.Tensor, centers: torch.Tensor, chunk: int) -> torch.Tensor:
     """Squared distance from each point to its nearest center, in chunk × chunk blocks.
 
-    Distances are exact differences (not cdist's ‖a‖² + ‖b‖² − 2ab shortcut, which loses
-    the precision the greedy's argmax needs in float32).
+    One matrix product per block, ‖a‖² + ‖b‖² − 2ab, in float64: where the distance is not
+    tiny next to the norms, its cancellation error sits far below float32's resolution, so the
+    float32 result is the exact one, rounded. The few points that lie that close to a center
+    (duplicates of labeled samples: exact zeros, which the greedy's ties depend on) are
+    re-checked by explicit differences. Memory O(N + chunk·d + chunk²) beyond the inputs.
+    Devices without float64 (MPS) use explicit differences throughout.
     """
-    nearest = torch.full((len(points),), float("inf"), device=points.device)
+    if points.device.type == "mps" or len(centers) == 0:
+        return difference_min_distances(points, centers, chunk)
+    center_norms = torch.cat([block.double().square().sum(dim=1) for block in centers.split(chunk)])
+    nearest = torch.empty(len(points), dtype=torch.float64, device=points.device)
+    suspects = []
+    for start in range(0, len(points), chunk):
+        block = points[start : start + chunk].double()
+        block_norms = block.square().sum(dim=1)
+        closest = torch.full_like(block_norms, float("inf"))
+        for center_start in range(0, len(centers), chunk):
+            center_block = centers[center_start : center_start + chunk].double()
+            norms = block_norms[:, None] + center_norms[center_start : center_start + chunk]
+            distances = torch.addmm(norms, block, center_block.T, alpha=-2.0)
+            torch.minimum(closest, distances.min(dim=1).values, out=closest)
+        tolerance = RECHECK_FRACTION * (block_norms + center_norms.max())
+        suspects.append(torch.nonzero(closest <= tolerance).squeeze(1) + start)
+        nearest[start : start + chunk] = closest.clamp_(min=0.0)
+    recheck = torch.cat(suspects)
+    if len(recheck):
+        exact = difference_min_distances(points[recheck].double(), centers.double(), chunk)
+        nearest[recheck] = exact
+    return nearest.to(points.dtype)
+
+
+def difference_min_distances(
+    points: torch.Tensor, centers: torch.Tensor, chunk: int
+) -> torch.Tensor:
+    """`min_distances` from explicit differences (exact, several times slower on a CPU)."""
+    nearest = torch.full((len(points),), float("inf"), dtype=points.dtype, device=points.device)
     for start in range(0, len(points), chunk):
         block = points[start : start + chunk]
         for center_start in range(0, len(centers), chunk):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -106,6 +107,7 @@ def test_when_every_d_squared_is_zero_the_lowest_unpicked_index_follows():
     assert scores[0] == 6.0 and (scores[1:] == 0).all()
 
 
+@pytest.mark.slow
 def test_memory_grows_with_the_factors_not_the_embeddings():
     # 50k candidates × 100 classes × 256 features: the embeddings alone would take 5 GB.
     script = textwrap.dedent(

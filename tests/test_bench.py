@@ -7,6 +7,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import torch
 
 from al.bench.__main__ import SUITES, main
@@ -17,6 +18,7 @@ STATS = {"min", "median", "max"}
 MACHINE = {"platform", "cpu_count", "torch", "torch_threads", "device"}
 
 
+@pytest.mark.slow
 def test_every_suite_runs_quick_and_writes_ratios_with_spreads(tmp_path, monkeypatch):
     out = tmp_path / "bench.json"
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", ""))

@@ -84,6 +84,7 @@ def test_without_os_locks_the_record_decides(tmp_path, monkeypatch):
     assert lock_file.read_text() == ""
 
 
+@pytest.mark.slow
 def test_a_second_process_on_a_run_directory_exits_2_and_the_first_finishes(tmp_path):
     first = train(tmp_path, "seed=0")
     deadline = time.monotonic() + 120

@@ -166,10 +166,9 @@ def retrain_stage(cfg, data, run_dir: Path, stage: int) -> tuple:
 def synthetic_before(state: dict | None, stage: int) -> SyntheticPairs:
     """The synthetic pairs stage `stage` trained on: those made by the stages before it."""
     pairs = SyntheticPairs()
-    if state is not None and len(state["y"]):
+    if state is not None:
         kept = state["stage"] <= stage
-        pairs.add(state["x"][kept], state["y"][kept], state["source"][kept], 0)
-        pairs.stage = state["stage"][kept].clone()
+        pairs.load_state_dict({key: values[kept] for key, values in state.items()})
     return pairs
 
 

@@ -90,6 +90,27 @@ def train_command(run_dir: Path, *overrides: str, **env: str) -> subprocess.Comp
     return finished(start_train(run_dir, *overrides, **env))
 
 
+def killed_run(cfg: DictConfig, run_dir: Path, monkeypatch, stage: int, finished: bool) -> None:
+    """`al.loop.run(cfg, run_dir)` killed by a KeyboardInterrupt right after stage `stage` is
+    finished (`finished`) or just before it would be; the loop is restored afterwards."""
+    import al.loop
+
+    finish_stage = al.loop.finish_stage
+
+    def finish_or_die(store, data, state, budget, this_stage, outcome, cfg):
+        if this_stage == stage and not finished:
+            raise KeyboardInterrupt(f"killed during stage {stage}")
+        record = finish_stage(store, data, state, budget, this_stage, outcome, cfg)
+        if this_stage == stage:
+            raise KeyboardInterrupt(f"killed after stage {stage}")
+        return record
+
+    with monkeypatch.context() as patch:
+        patch.setattr(al.loop, "finish_stage", finish_or_die)
+        with pytest.raises(KeyboardInterrupt):
+            al.loop.run(cfg, run_dir)
+
+
 def read_results(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
 

@@ -31,7 +31,7 @@ from al.sinks import EpochMetricsCallback, Sink
 from al.store import RunStore
 from al.synthetic import SyntheticPairs
 
-from conftest import FASTER, read_results, without_timings
+from conftest import FASTER, killed_run, read_results, without_timings
 
 BGADL = ["method=bgadl", *FASTER["bgadl"]]
 
@@ -155,18 +155,7 @@ def test_stored_pairs_are_counted_apart_and_resume_exactly(tiny_config, tmp_path
     whole = run(cfg, tmp_path / "whole")
     assert [r["n_labeled"] for r in whole] == [20, 30, 40]
     assert [r["n_synthetic"] for r in whole] == [0, 10, 20]
-    finish_stage = al.loop.finish_stage
-
-    def finish_then_die(store, data, state, budget, stage, outcome, cfg):
-        record = finish_stage(store, data, state, budget, stage, outcome, cfg)
-        if stage == 1:
-            raise KeyboardInterrupt("killed after stage 1")
-        return record
-
-    monkeypatch.setattr(al.loop, "finish_stage", finish_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "split")
-    monkeypatch.setattr(al.loop, "finish_stage", finish_stage)
+    killed_run(cfg, tmp_path / "split", monkeypatch, stage=1, finished=True)
     resumed = run(cfg, tmp_path / "split")
     assert without_timings(resumed) == without_timings(whole)
     stored = [RunStore(tmp_path / name).latest()["synthetic"] for name in ("whole", "split")]

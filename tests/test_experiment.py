@@ -13,7 +13,7 @@ import al.loop
 from al.errors import ConfigError, NonFiniteLossError
 from al.loop import run
 
-from conftest import read_results, without_timings
+from conftest import killed_run, read_results, without_timings
 
 RECORD_KEYS = {
     "stage",
@@ -91,19 +91,8 @@ def test_interrupted_run_resumes_to_identical_results(tiny_config, tmp_path, mon
     cfg = tiny_config(f"reinit_each_stage={reinit}", "budget.stages=4")
     uninterrupted = run(cfg, tmp_path / "whole")
 
-    finish_stage = al.loop.finish_stage
-
-    def finish_then_die(store, data, state, budget, stage, outcome, cfg):
-        record = finish_stage(store, data, state, budget, stage, outcome, cfg)
-        if stage == 1:
-            raise KeyboardInterrupt("killed after stage 1")
-        return record
-
-    monkeypatch.setattr(al.loop, "finish_stage", finish_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "split")
+    killed_run(cfg, tmp_path / "split", monkeypatch, stage=1, finished=True)
     assert len(read_results(tmp_path / "split")) == 2
-    monkeypatch.setattr(al.loop, "finish_stage", finish_stage)
     resumed = run(cfg, tmp_path / "split")
     assert without_timings(resumed) == without_timings(uninterrupted)
     assert read_results(tmp_path / "split") == resumed
@@ -201,17 +190,7 @@ def test_csv_logger_writes_epochs_and_stages(tiny_config, tmp_path):
 def test_csv_logger_keeps_no_rows_of_an_interrupted_stage(tiny_config, tmp_path, monkeypatch):
     cfg = tiny_config("logger=csv")
     run(cfg, tmp_path / "whole")
-    finish_stage = al.loop.finish_stage
-
-    def die_before_finishing_stage_2(store, data, state, budget, stage, outcome, cfg):
-        if stage == 2:
-            raise KeyboardInterrupt("killed during stage 2")
-        return finish_stage(store, data, state, budget, stage, outcome, cfg)
-
-    monkeypatch.setattr(al.loop, "finish_stage", die_before_finishing_stage_2)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "split")
-    monkeypatch.setattr(al.loop, "finish_stage", finish_stage)
+    killed_run(cfg, tmp_path / "split", monkeypatch, stage=2, finished=False)
     run(cfg, tmp_path / "split")
     for name in ("train_metrics.csv", "stages.csv"):
         whole, split = read_csv(tmp_path / "whole" / name), read_csv(tmp_path / "split" / name)

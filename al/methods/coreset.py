@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytorch_lightning as pl
 import torch
 
@@ -51,17 +53,28 @@ def difference_min_distances(
 ) -> torch.Tensor:
     """`min_distances` from explicit differences (exact, several times slower on a CPU)."""
     nearest = torch.full((len(points),), float("inf"), dtype=points.dtype, device=points.device)
-    for start in range(0, len(points), chunk):
-        block = points[start : start + chunk]
-        for center_start in range(0, len(centers), chunk):
-            distances = torch.cdist(
-                block,
-                centers[center_start : center_start + chunk],
-                compute_mode="donot_use_mm_for_euclid_dist",
-            )
-            closest = distances.min(dim=1).values.square()
-            nearest[start : start + chunk] = torch.minimum(nearest[start : start + chunk], closest)
+    for rows, distances in exact_distance_blocks(points, centers, chunk):
+        nearest[rows] = torch.minimum(nearest[rows], distances.min(dim=1).values.square())
     return nearest
+
+
+def exact_distance_blocks(
+    points: torch.Tensor, others: torch.Tensor, chunk: int
+) -> Iterator[tuple[slice, torch.Tensor]]:
+    """(rows, Euclidean distances of `points[rows]` to one chunk of `others`) for every pair of
+    chunks, from explicit differences (not cdist's ‖a‖² + ‖b‖² − 2ab, which cancels in
+    float32); memory O(chunk²) at a time."""
+    for start in range(0, len(points), chunk):
+        rows = slice(start, start + chunk)
+        for other_start in range(0, len(others), chunk):
+            yield (
+                rows,
+                torch.cdist(
+                    points[rows],
+                    others[other_start : other_start + chunk],
+                    compute_mode="donot_use_mm_for_euclid_dist",
+                ),
+            )
 
 
 def k_center_greedy(

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from al.data.datamodule import UnlabeledTraining
 from al.errors import ConfigError, DataError
 from al.methods.classifier import ClassifierModule, OptimizerFactory, SchedulerFactory, check_finite
+from al.methods.coreset import exact_distance_blocks
 from al.methods.selector import SelectionRequest, collect
 from al.models.backbone import Backbone
 from al.models.m2 import build_m2
@@ -244,15 +245,8 @@ def distance_sums(points: torch.Tensor, anchors: torch.Tensor, chunk: int = 2048
     """Σ_a ‖p − a‖ for every point p: exact Euclidean distances in chunk × chunk blocks, so
     memory stays O(chunk²) however many points and anchors."""
     sums = torch.zeros(len(points), device=points.device)
-    for start in range(0, len(points), chunk):
-        block = points[start : start + chunk]
-        for anchor_start in range(0, len(anchors), chunk):
-            distances = torch.cdist(
-                block,
-                anchors[anchor_start : anchor_start + chunk],
-                compute_mode="donot_use_mm_for_euclid_dist",
-            )
-            sums[start : start + chunk] += distances.sum(1)
+    for rows, distances in exact_distance_blocks(points, anchors, chunk):
+        sums[rows] += distances.sum(1)
     return sums
 
 

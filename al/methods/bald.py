@@ -78,7 +78,7 @@ class BaldSelector(Selector):
         backbone = module.backbone
         if dropout_layers(module) == [backbone.dropout]:
             features, _ = backbone.embed(x)
-            return [backbone.classifier(backbone.dropout(features)) for _ in range(self.passes)]
+            return [backbone.decode(features, x.shape[2:]) for _ in range(self.passes)]
         return [module(x) for _ in range(self.passes)]
 
 

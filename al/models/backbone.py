@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from al.errors import ConfigError
@@ -13,17 +14,22 @@ from al.errors import ConfigError
 
 @dataclass
 class BackboneOutput:
-    """`logits` (B, classes); `features` (B, d), the penultimate feature; `stages` the
-    intermediate outputs (B, C_i, …) a loss-prediction module reads."""
+    """`logits` (B, classes) — per pixel (B, classes, H, W) for segmentation, at the input's
+    size; `features` (B, d), the penultimate feature (pooled over pixels for segmentation:
+    what Core-set reads); `stages` the intermediate outputs (B, C_i, …) a loss-prediction
+    module reads; `pixel_features` (B, d, h, w), the classifier's per-pixel input at the
+    network's output stride (segmentation only: ISDA's features)."""
 
     logits: torch.Tensor
     features: torch.Tensor
     stages: list[torch.Tensor]
+    pixel_features: torch.Tensor | None = None
 
 
 class Backbone(nn.Module):
-    """A feature extractor `embed`, a `dropout` slot and one linear `classifier`.
-    `stage_channels[i]` is the channel count of `stages[i]`.
+    """A feature extractor `embed`, a `dropout` slot and one linear `classifier`; `decode`
+    maps embedded features to logits through both. `stage_channels[i]` is the channel count
+    of `stages[i]`; `tasks` the tasks whose targets its logits fit.
 
     `dropout` (`model.dropout`): the rate of a Dropout before the classifier, the same for
     every method of a comparison; 0 leaves the slot an identity (no dropout layer at all).
@@ -31,6 +37,7 @@ class Backbone(nn.Module):
 
     classifier: nn.Linear
     stage_channels: list[int]
+    tasks: tuple[str, ...] = ("classification",)
 
     def __init__(self, dropout: float = 0.0) -> None:
         super().__init__()
@@ -40,9 +47,34 @@ class Backbone(nn.Module):
         """Return the penultimate features and the intermediate stage outputs."""
         raise NotImplementedError
 
+    def decode(self, features: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        """Logits of embedded `features` (through the dropout slot) for inputs of spatial
+        `size`; a classifier ignores the size."""
+        return self.classifier(self.dropout(features))
+
     def forward(self, x: torch.Tensor) -> BackboneOutput:
         features, stages = self.embed(x)
-        return BackboneOutput(self.classifier(self.dropout(features)), features, stages)
+        return BackboneOutput(self.decode(features, x.shape[2:]), features, stages)
+
+
+class SegmentationBackbone(Backbone):
+    """A per-pixel classifier: `embed` returns the per-pixel features (B, d, h, w) at the
+    network's output stride and the stage outputs; `classifier` (d → classes) acts on every
+    pixel (a 1×1 convolution, kept as a Linear so its weight is (classes, d) as for every
+    other backbone), after the `dropout` slot; its logits are upsampled bilinearly to the
+    input's size (DRNSeg's ×8 upsampling, fyu/drn `segment.py`). `features` are the per-pixel
+    features averaged over pixels."""
+
+    tasks = ("segmentation",)
+
+    def decode(self, features: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        coarse = self.classifier(self.dropout(features).movedim(1, -1)).movedim(-1, 1)
+        return F.interpolate(coarse, size=tuple(size), mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> BackboneOutput:
+        pixel_features, stages = self.embed(x)
+        logits = self.decode(pixel_features, x.shape[2:])
+        return BackboneOutput(logits, pixel_features.mean(dim=(2, 3)), stages, pixel_features)
 
 
 def dropout_slot(rate: float) -> nn.Module:

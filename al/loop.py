@@ -12,8 +12,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.strategies import Strategy
 from rich.progress import Progress
@@ -38,6 +40,7 @@ from al.results import plot_curve, print_pick_classes, print_table, stage_record
 from al.sinks import EpochMetricsCallback, Sink
 from al.store import RunStore, best_effort
 from al.synthetic import SyntheticPairs, synthesize_picks
+from al.tasks import Task, check_supported
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
     if cfg.eval_model == "best_val":
         data = data.hold_out_validation(cfg.validation_fraction)
     budget = budget.resolve(len(data.pool_targets))
+    check_task(cfg, data.task, budget)
     budget.check_classes_fit(data.pool_targets, data.num_classes)
     module = build_module(cfg, data.num_classes)  # the method's constructors check its options
     refuse_distributed_for(module, cfg.trainer, cfg.method.name)
@@ -74,6 +78,23 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
         store = RunStore(run_dir)
         store.claim(cfg)
         return run_stages(cfg, data, budget, store)
+
+
+def check_task(cfg: DictConfig, task: Task, budget: Budget) -> None:
+    """Refuse a method or model that does not support the dataset's task, before anything is
+    built (a classification-only module may not even construct on segmentation data)."""
+    method = cfg.method.name
+    fix = f"choose a method that supports {task.name} (README: Tasks), or another dataset"
+    for part in ("module", "selector"):
+        cls = get_class(cfg.method[part]._target_)
+        check_supported(task, f"method={method}'s {part}", cls, fix)
+    model_fix = f"choose a {task.name} model (README: Tasks), e.g. model=auto"
+    check_supported(task, "the model", get_class(cfg.model._target_), model_fix)
+    if budget.initial_classes is not None and task.stratify_labels(np.zeros(0)) is None:
+        raise ConfigError(
+            f"budget.initial_classes needs one class label per sample; {task.name} samples have "
+            "many: set budget.initial_classes=null"
+        )
 
 
 def check_stopping_rule(budget: Budget, selector: Selector, method: str) -> None:
@@ -90,11 +111,13 @@ def run_stages(cfg: DictConfig, data: ALData, budget: Budget, store: RunStore) -
     pool, synthetic, records, model_state = resume_or_start(store, budget, data, cfg)
     if records and stopped(records[-1], budget):
         log.info("This run stopped after stage %d: %s", len(records) - 1, records[-1]["stopped"])
-        print_table(records, f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}")
+        title = f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}"
+        print_table(records, title, data.task)
         return records
     sink = build_sink(cfg.logger)
     sink.start(store.run_dir, OmegaConf.to_container(cfg, resolve=True), records)
     title = f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}"
+    metric = data.task.primary_metric
     try:
         with stage_progress() as progress:
             stages_task = progress.add_task("stages", total=budget.stages, status="")
@@ -118,15 +141,15 @@ def run_stages(cfg: DictConfig, data: ALData, budget: Budget, store: RunStore) -
                 with best_effort(f"the {type(sink).__name__} log"):
                     sink.log_stage(records[-1])
                 with best_effort("curve.png"):
-                    plot_curve(records, store.run_dir / "curve.png", title)
-                status = f"acc {records[-1]['test/acc']:.3f}"
+                    plot_curve(records, store.run_dir / "curve.png", title, data.task)
+                status = f"{metric.removeprefix('test/')} {records[-1][metric]:.3f}"
                 progress.update(stages_task, advance=1, status=status)
                 if stopped(records[-1], budget):
                     log.info("Stopping after stage %d: %s", stage, records[-1]["stopped"])
                     break
     finally:
         sink.finish()
-    print_table(records, title)
+    print_table(records, title, data.task)
     if cfg.print_pick_classes:
         print_pick_classes(records, cfg.dataset.get("class_names"))
     return records
@@ -144,9 +167,10 @@ def build_sink(logger_cfg: DictConfig) -> Sink:
 
 
 def build_data(dataset_cfg: DictConfig) -> ALData:
-    """The dataset, checked against its config; a `dataset.num_classes` left null (image
-    folders) is filled in from the data."""
+    """The dataset with its config's task, checked against its config; a
+    `dataset.num_classes` left null (image folders) is filled in from the data."""
     data = build(dataset_cfg.build)
+    data.task = build(dataset_cfg.task)
     if dataset_cfg.num_classes is None:
         dataset_cfg.num_classes = data.num_classes
     data.check_declared(
@@ -207,7 +231,8 @@ def run_stage(
     unlabeled = None if wants_unlabeled is None else (pool.unlabeled_indices, wants_unlabeled)
     datamodule = datamodule_for(data, pool.labeled_indices, unlabeled, synthetic, **cfg.loader)
     selector: Selector = build(cfg.method.selector)
-    selector.request(selection_request(datamodule, pool, budget, cfg.seed, stage))
+    request = selection_request(datamodule, pool, budget, cfg.seed, stage, data.task)
+    selector.request(request)
     callbacks = [
         EpochProgressCallback(progress, f"stage {stage}: {len(pool.labeled_indices)} labels"),
         epoch_logger,
@@ -240,7 +265,8 @@ def run_stage(
 
 
 def build_module(cfg: DictConfig, num_classes: int) -> pl.LightningModule:
-    """A fresh task module of the configured method around a fresh backbone."""
+    """A fresh task module of the configured method around a fresh backbone, for the
+    dataset's task."""
     scheduler = build(cfg.scheduler) if cfg.scheduler is not None else None
     return build(
         cfg.method.module,
@@ -248,11 +274,12 @@ def build_module(cfg: DictConfig, num_classes: int) -> pl.LightningModule:
         optimizer=build(cfg.optimizer),
         scheduler=scheduler,
         num_classes=num_classes,
+        task=build(cfg.dataset.task),
     )
 
 
 def selection_request(
-    datamodule: ALDataModule, pool: Pool, budget: Budget, seed: int, stage: int
+    datamodule: ALDataModule, pool: Pool, budget: Budget, seed: int, stage: int, task: Task
 ) -> SelectionRequest:
     candidates = pool.candidates(budget.subset, seed, stage)
     return SelectionRequest(
@@ -261,7 +288,7 @@ def selection_request(
         candidate_indices=torch.from_numpy(candidates),
         query=budget.query,
         seed=derived_seed(seed, stage, "select"),
-        labeled_labels=torch.from_numpy(datamodule.labeled_targets),
+        labeled_labels=task.sample_labels(datamodule.labeled_targets),
     )
 
 
@@ -288,21 +315,22 @@ def finish_stage(
     selector's stage metrics, `n_synthetic` and, when a stopping rule fires, `stopped`: why):
     the stage is finished."""
     pool, records = state.pool, state.records
-    labeled_labels = data.pool_targets[pool.labeled_indices]
+    labeled = pool.labeled_indices
+    labeled_counts = data.task.class_counts(data.pool_targets, labeled, data.num_classes)
     trained_on_synthetic = len(state.synthetic)
     picks = outcome.selection.indices.numpy()
     pool.label(picks, stage=stage + 1)
     batch_size = cfg.loader.eval_batch_size
     synthesize_picks(outcome.module, data, picks, state.synthetic, stage + 1, batch_size)
     check_same_pool(outcome.strategy, pool.labelled_at, stage)
-    picked_labels = data.pool_targets[picks]
+    picked_labels = data.task.pick_labels(data.pool_targets, picks)
     store.save_picks(stage, picks, outcome.selection.scores.numpy(), picked_labels)
     store.save_diagnostics(stage, outcome.selection.diagnostics)
     record = stage_record(
         stage,
-        labeled_labels,
-        picked_labels,
-        data.num_classes,
+        len(labeled),
+        labeled_counts,
+        data.task.class_counts(data.pool_targets, picks, data.num_classes),
         outcome.test_metrics,
         outcome.epochs,
         outcome.train_seconds,

@@ -13,9 +13,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from rich.console import Console
 from rich.table import Table
 
-
-def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
-    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).tolist()
+from al.tasks import Task
 
 
 def count_entropy(counts: list[int]) -> float:
@@ -27,33 +25,35 @@ def count_entropy(counts: list[int]) -> float:
 
 def stage_record(
     stage: int,
-    labeled_labels: np.ndarray,
-    picked_labels: np.ndarray,
-    num_classes: int,
+    n_labeled: int,
+    labeled_counts: list[int],
+    picked_counts: list[int],
     test_metrics: dict[str, float],
     epochs: int,
     train_seconds: float,
     select_seconds: float,
 ) -> dict:
-    """One row of results.jsonl: `n_labeled` is what this stage's model was trained on."""
-    record = {"stage": stage, "n_labeled": len(labeled_labels)}
+    """One row of results.jsonl: `n_labeled` is what this stage's model was trained on; the
+    class counts are the task's (samples per class, or labeled pixels per class)."""
+    record = {"stage": stage, "n_labeled": n_labeled}
     record.update({key: float(value) for key, value in sorted(test_metrics.items())})
     record["epochs"] = epochs
     record["train_seconds"] = round(train_seconds, 3)
     record["select_seconds"] = round(select_seconds, 3)
-    record["class_counts"] = class_counts(labeled_labels, num_classes)
+    record["class_counts"] = list(labeled_counts)
     record["class_entropy"] = count_entropy(record["class_counts"])
-    record["pick_class_counts"] = class_counts(picked_labels, num_classes)
+    record["pick_class_counts"] = list(picked_counts)
     record["pick_entropy"] = count_entropy(record["pick_class_counts"])
     return record
 
 
 @rank_zero_only
-def plot_curve(records: list[dict], path: Path, title: str) -> None:
-    """Test accuracy against the number of labels."""
+def plot_curve(records: list[dict], path: Path, title: str, task: Task) -> None:
+    """The task's test metric against the number of labels."""
+    metric = task.primary_metric
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot([r["n_labeled"] for r in records], [100 * r["test/acc"] for r in records], marker="o")
-    ax.set(xlabel="labeled samples", ylabel="test accuracy (%)", title=title)
+    ax.plot([r["n_labeled"] for r in records], [100 * r[metric] for r in records], marker="o")
+    ax.set(xlabel="labeled samples", ylabel=task.primary_label, title=title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -61,16 +61,18 @@ def plot_curve(records: list[dict], path: Path, title: str) -> None:
 
 
 @rank_zero_only
-def print_table(records: list[dict], title: str, console: Console | None = None) -> None:
+def print_table(
+    records: list[dict], title: str, task: Task, console: Console | None = None
+) -> None:
     table = Table(title=title)
-    for column in ("stage", "n_labeled", "test acc", "balanced acc", "train s", "select s"):
+    columns = task.table_columns()
+    for column in ("stage", "n_labeled", *(header for _, header in columns), "train s", "select s"):
         table.add_column(column, justify="right")
     for r in records:
         table.add_row(
             str(r["stage"]),
             str(r["n_labeled"]),
-            f"{100 * r['test/acc']:.2f}%",
-            f"{100 * r['test/balanced_acc']:.2f}%",
+            *(f"{100 * r[key]:.2f}%" for key, _ in columns),
             f"{r['train_seconds']:.1f}",
             f"{r['select_seconds']:.1f}",
         )

@@ -16,7 +16,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -132,9 +132,10 @@ class RunStore:
 
     @rank_zero_only
     def save_picks(
-        self, stage: int, indices: np.ndarray, scores: np.ndarray, labels: np.ndarray
+        self, stage: int, indices: np.ndarray, scores: np.ndarray, labels: Sequence
     ) -> None:
-        """`picks/stage_KKK.csv`: stage K's picks, best first, with the labels they revealed."""
+        """`picks/stage_KKK.csv`: stage K's picks, best first, with the labels they revealed
+        (as the task writes them: a class, or the classes a mask holds)."""
         self.picks_dir.mkdir(parents=True, exist_ok=True)
         rows = ["index,score,label"]
         rows += [f"{i},{s:.8g},{y}" for i, s, y in zip(indices, scores, labels, strict=True)]

@@ -8,7 +8,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from al.errors import report_user_errors
+from al.errors import build, report_user_errors
 from al.loop import run
 from al.notices import quiet_notices
 
@@ -17,11 +17,12 @@ quiet_notices()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    """Compose, run (or resume) in Hydra's output directory; return the final test accuracy."""
+    """Compose, run (or resume) in Hydra's output directory; return the final stage's value of
+    the task's test metric (accuracy, or mIoU for segmentation)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with report_user_errors(run_dir):
         records = run(cfg, run_dir)
-    return records[-1]["test/acc"]
+    return records[-1][build(cfg.dataset.task).primary_metric]
 
 
 if __name__ == "__main__":

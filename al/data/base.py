@@ -10,7 +10,7 @@ oracle's copy, stays with the loop.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, Subset
 
 from al.errors import ConfigError
+from al.tasks import Classification, Task
 
 Transform = Callable | None
 
@@ -152,8 +153,9 @@ class PoolInputs:
 class ALData:
     """A dataset ready for active learning.
 
-    `pool` holds the pool's inputs only; `pool_targets` are its labels, read only by the
-    oracle (labeling and statistics), never handed to a datamodule or selector.
+    `pool` holds the pool's inputs only; `pool_targets` are its labels (an array of class
+    labels, or `MaskTargets` for segmentation), read only by the oracle (labeling and
+    statistics), never handed to a datamodule or selector; `task` is the dataset config's.
     """
 
     pool: PoolInputs
@@ -161,6 +163,7 @@ class ALData:
     pool_targets: np.ndarray
     num_classes: int
     validation: Dataset | None = None
+    task: Task = field(default_factory=Classification)
 
     def __post_init__(self) -> None:
         if len(self.pool) != len(self.pool_targets):
@@ -179,7 +182,10 @@ class ALData:
             )
         positions = np.arange(len(self.pool_targets))
         keep, held_out = train_test_split(
-            positions, test_size=fraction, stratify=self.pool_targets, random_state=0
+            positions,
+            test_size=fraction,
+            stratify=self.task.stratify_labels(self.pool_targets),
+            random_state=0,
         )
         keep, held_out = np.sort(keep), np.sort(held_out)
         validation = self.pool.labeled(held_out, self.pool_targets[held_out], train=False)
@@ -189,6 +195,7 @@ class ALData:
             pool_targets=self.pool_targets[keep],
             num_classes=self.num_classes,
             validation=validation,
+            task=self.task,
         )
 
     def input_shape(self) -> list[int]:

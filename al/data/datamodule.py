@@ -13,6 +13,7 @@ from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from al.data.base import ALData, PoolInputs
+from al.data.segmentation import MaskTargets
 from al.errors import ConfigError
 
 EPOCHS = {"longest": "max_size_cycle", "shortest": "min_size"}
@@ -52,8 +53,8 @@ class UnlabeledTraining:
 class ALDataModule(pl.LightningDataModule):
     """Serves the labeled pool for training and the test set for evaluation.
 
-    It holds the pool's inputs, the labeled indices and their labels — never the labels of
-    unlabeled samples, so nothing a selector reaches through the trainer can read them.
+    It holds the pool's inputs, the labeled indices and their labels (class labels, or the
+    masks of those samples only) — never the labels of unlabeled samples, so nothing a selector reaches through the trainer can read them.
     `inputs_loader` serves any pool indices as `(x, global_index)` with test-time transforms:
     what selectors read. Given `unlabeled`, the unlabeled indices and the module's
     `UnlabeledTraining`, training batches pair labeled `(x, y)` with unlabeled
@@ -65,7 +66,7 @@ class ALDataModule(pl.LightningDataModule):
         self,
         pool: PoolInputs,
         labeled_indices: Sequence[int],
-        labeled_targets: np.ndarray,
+        labeled_targets: np.ndarray | MaskTargets,
         test: Dataset,
         batch_size: int,
         eval_batch_size: int,
@@ -78,7 +79,7 @@ class ALDataModule(pl.LightningDataModule):
         self.synthetic = synthetic
         self.pool = pool
         self.labeled_indices = np.asarray(labeled_indices, dtype=np.int64)
-        self.labeled_targets = np.asarray(labeled_targets, dtype=np.int64)
+        self.labeled_targets = labeled_targets
         self.test = test
         self.validation = validation
         self.batch_size = batch_size

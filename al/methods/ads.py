@@ -32,6 +32,7 @@ from al.errors import ConfigError
 from al.methods.classifier import ClassifierModule, OptimizerFactory, SchedulerFactory, check_finite
 from al.methods.selector import Selector
 from al.models.backbone import Backbone
+from al.tasks import Task
 
 HEADS = ("linear", "cosine_prototype")
 ENTROPIES = ("paper", "code")
@@ -121,6 +122,8 @@ class AdsModule(ClassifierModule):
 
     single_device = True  # Algorithm 1: three backward passes per step
 
+    tasks = ("classification",)
+
     def __init__(
         self,
         backbone: Backbone,
@@ -136,9 +139,10 @@ class AdsModule(ClassifierModule):
         unlabeled_batch_size: int | None = 128,
         epoch: str = "longest",
         train_loss_prediction: bool = False,
+        task: Task | None = None,
     ) -> None:
         check_options(entropy, weighting, train_loss_prediction)
-        super().__init__(backbone, optimizer, num_classes, scheduler)
+        super().__init__(backbone, optimizer, num_classes, scheduler, task=task)
         self.automatic_optimization = False
         dim = backbone.classifier.in_features
         self.heads = nn.ModuleList(

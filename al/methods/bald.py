@@ -8,6 +8,9 @@ any is refused before training starts, never given a layer the other methods lac
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -18,29 +21,74 @@ from al.methods.selector import SelectionRequest, Selector
 from al.models.backbone import dropout_layers
 
 
+@dataclass
+class McMoments:
+    """What the three acquisitions need of T passes' probabilities, accumulated pass by
+    pass (memory of one pass, not T): mean_t p_t, mean_t H[p_t] and the votes for each class."""
+
+    mean_probs: torch.Tensor
+    mean_entropy: torch.Tensor
+    votes: torch.Tensor
+    passes: int
+
+
+def mc_moments(prob_passes: Iterable[torch.Tensor]) -> McMoments:
+    """The moments of probabilities (B, C, …) given one pass at a time."""
+    total = total_entropy = votes = None
+    passes = 0
+    for probs in prob_passes:
+        vote = F.one_hot(probs.argmax(1), probs.shape[1]).movedim(-1, 1)
+        if total is None:
+            total, total_entropy, votes = probs.clone(), entropy(probs), vote
+        else:
+            total += probs
+            total_entropy += entropy(probs)
+            votes += vote
+        passes += 1
+    return McMoments(total / passes, total_entropy / passes, votes, passes)
+
+
+def max_entropy_of(moments: McMoments) -> torch.Tensor:
+    """H[mean_t p_t]: the predictive entropy."""
+    return entropy(moments.mean_probs)
+
+
+def bald_of(moments: McMoments) -> torch.Tensor:
+    """H[mean_t p_t] − mean_t H[p_t]: mutual information between label and weights."""
+    return entropy(moments.mean_probs) - moments.mean_entropy
+
+
+def variation_ratios_of(moments: McMoments) -> torch.Tensor:
+    """1 − (passes voting for the modal class) / T."""
+    return 1.0 - moments.votes.max(1).values.float() / moments.passes
+
+
 def max_entropy(mc_probs: torch.Tensor) -> torch.Tensor:
-    """H[mean_t p_t] of (T, B, C) MC probabilities: the predictive entropy."""
-    return entropy(mc_probs.mean(0))
+    """max_entropy_of (T, B, C, …) MC probabilities."""
+    return max_entropy_of(mc_moments(mc_probs))
 
 
 def bald(mc_probs: torch.Tensor) -> torch.Tensor:
-    """H[mean_t p_t] − mean_t H[p_t]: mutual information between label and weights."""
-    expected_entropy = torch.stack([entropy(p) for p in mc_probs]).mean(0)
-    return max_entropy(mc_probs) - expected_entropy
+    """bald_of (T, B, C, …) MC probabilities."""
+    return bald_of(mc_moments(mc_probs))
 
 
 def variation_ratios(mc_probs: torch.Tensor) -> torch.Tensor:
-    """1 − (passes voting for the modal class) / T."""
-    passes, _, classes = mc_probs.shape
-    votes = F.one_hot(mc_probs.argmax(2), classes).sum(0)
-    return 1.0 - votes.max(1).values.float() / passes
+    """variation_ratios_of (T, B, C, …) MC probabilities."""
+    return variation_ratios_of(mc_moments(mc_probs))
 
 
-ACQUISITIONS = {"bald": bald, "max_entropy": max_entropy, "variation_ratios": variation_ratios}
+ACQUISITIONS = {
+    "bald": bald_of,
+    "max_entropy": max_entropy_of,
+    "variation_ratios": variation_ratios_of,
+}
 
 
 class BaldSelector(Selector):
     """Scores each candidate from `passes` dropout samples with `acquisition`."""
+
+    tasks = ("classification", "segmentation")
 
     def __init__(self, passes: int = 20, acquisition: str = "bald") -> None:
         super().__init__()
@@ -68,18 +116,18 @@ class BaldSelector(Selector):
                 layer.eval()
 
     def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
-        return self.acquisition(
-            torch.stack([F.softmax(p.float(), 1) for p in self.passes_of(module, x)])
-        )
+        probs = (F.softmax(logits.float(), 1) for logits in self.passes_of(module, x))
+        return self.acquisition(mc_moments(probs))
 
-    def passes_of(self, module: pl.LightningModule, x: torch.Tensor) -> list[torch.Tensor]:
-        """`passes` logits of `x`. When the only dropout is the slot before the classifier,
-        the deterministic features are computed once and only the head is resampled."""
+    def passes_of(self, module: pl.LightningModule, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        """`passes` logits of `x`, one at a time. When the only dropout is the slot before the
+        classifier, the deterministic features are computed once and only the head is
+        resampled."""
         backbone = module.backbone
         if dropout_layers(module) == [backbone.dropout]:
             features, _ = backbone.embed(x)
-            return [backbone.decode(features, x.shape[2:]) for _ in range(self.passes)]
-        return [module(x) for _ in range(self.passes)]
+            return (backbone.decode(features, x.shape[2:]) for _ in range(self.passes))
+        return (module(x) for _ in range(self.passes))
 
 
 def mc_dropout_layers(module: pl.LightningModule) -> list[torch.nn.Module]:

@@ -205,6 +205,8 @@ def batchbald_dropout_layers(module: pl.LightningModule) -> list[nn.Module]:
 class BatchBaldSelector(BaldSelector):
     """Greedy BatchBALD over the candidates (or the `candidate_pool` of highest BALD)."""
 
+    tasks = ("classification",)
+
     def __init__(
         self,
         passes: int = 20,

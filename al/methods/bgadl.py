@@ -27,6 +27,7 @@ from al.methods.classifier import ClassifierModule, OptimizerFactory, SchedulerF
 from al.models.backbone import Backbone
 from al.models.vae import reparameterize
 from al.models.vae_acgan import Encoder, Generator, RealFakeDiscriminator, gan_init
+from al.tasks import Task
 
 SYNTHESES = ("on_the_fly", "stored", "none")
 
@@ -80,6 +81,8 @@ class BgadlModule(ClassifierModule):
     stage's N_train training pairs (the code: 3.5), None leaves the optimizer's own.
     """
 
+    tasks = ("classification",)
+
     def __init__(
         self,
         backbone: Backbone,
@@ -93,8 +96,9 @@ class BgadlModule(ClassifierModule):
         reconstruction_weight: float = 0.75,
         generative_optimizer: Mapping | None = None,
         weight_decay_per_sample: float | None = None,
+        task: Task | None = None,
     ) -> None:
-        super().__init__(backbone, optimizer, num_classes, scheduler)
+        super().__init__(backbone, optimizer, num_classes, scheduler, task=task)
         if synthesis not in SYNTHESES:
             raise ConfigError(f"synthesis={synthesis!r} is not one of {', '.join(SYNTHESES)}")
         if len(input_shape) != 3:

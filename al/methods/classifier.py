@@ -1,4 +1,5 @@
-"""The standard task learner: a backbone trained with cross-entropy, tested with torchmetrics.
+"""The standard task learner: a backbone trained with its task's loss (cross-entropy, per
+sample or per pixel), tested with the task's torchmetrics.
 
 Options shared by many methods: a jointly trained loss prediction module (Learning Loss;
 TA-VAAL's ranker) and implicit semantic data augmentation (ISDA; DAST-AL). Dropout belongs
@@ -11,24 +12,17 @@ from collections.abc import Callable, Mapping
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
-from torchmetrics.classification import MulticlassAccuracy
 
 from al.errors import ConfigError, NonFiniteLossError
 from al.models.backbone import Backbone, BackboneOutput
-from al.models.isda import (
-    COVARIANCES,
-    ClassCovariance,
-    IsdaSettings,
-    augmented_logits,
-    isda_strength,
-)
+from al.models.isda import COVARIANCES, ClassCovariance, IsdaSettings, isda_strength
 from al.models.loss_prediction import (
     LossPredictionModule,
     LossPredictionSettings,
     hinge_pair_loss,
     ranking_pair_loss,
 )
+from al.tasks import Classification, Task
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -36,7 +30,8 @@ PAIR_LOSSES = {"hinge": hinge_pair_loss, "ranking": ranking_pair_loss}
 
 
 class ClassifierModule(pl.LightningModule):
-    """Trains `backbone` with cross-entropy; `forward` returns logits (what selectors score).
+    """Trains `backbone` with `task`'s loss (Classification when None); `forward` returns
+    logits (what selectors score; per pixel for segmentation). `tasks`: every task it trains.
 
     `loss_prediction` (LossPredictionSettings) with
     `train_loss_prediction: true` trains a loss prediction module jointly:
@@ -44,8 +39,11 @@ class ClassifierModule(pl.LightningModule):
     ranking (TA-VAAL Eq. 1); after the last joint epoch the module is detached from the
     backbone or frozen (`loss_prediction.schedule`).
     `isda` (IsdaSettings) with `enabled: true` trains on ISDA's augmented logits, keeping
-    the class-conditional feature covariance in `self.covariance` for selectors.
+    the class-conditional feature covariance in `self.covariance` for selectors (of per-pixel
+    features for segmentation).
     """
+
+    tasks = ("classification", "segmentation")
 
     def __init__(
         self,
@@ -57,8 +55,10 @@ class ClassifierModule(pl.LightningModule):
         train_loss_prediction: bool = False,
         pair_loss: str = "hinge",
         isda: Mapping | None = None,
+        task: Task | None = None,
     ) -> None:
         super().__init__()
+        self.task = task or Classification()
         self.backbone = backbone
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -79,10 +79,9 @@ class ClassifierModule(pl.LightningModule):
             self.covariance = ClassCovariance(
                 num_classes, backbone.classifier.in_features, self.isda.covariance == "diagonal"
             )
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_balanced_acc = MulticlassAccuracy(num_classes, average="macro")
+        self.train_acc = self.task.train_metric(num_classes)
+        self.val_acc = self.task.train_metric(num_classes)
+        self.test_metrics = self.task.test_metrics(num_classes).clone(prefix="test/")
 
     def on_fit_start(self) -> None:
         """Each stage's ISDA statistics start empty, warm-started weights or not."""
@@ -125,16 +124,16 @@ class ClassifierModule(pl.LightningModule):
         enabled) and, with loss prediction, `pair`."""
         logits = out.logits
         if self.covariance is not None:
-            self.covariance.update(out.features, y)
+            self.covariance.update(*self.task.feature_pairs(out, y))
             quadratic = self.covariance.quadratic_terms(self.backbone.classifier.weight)
             strength = isda_strength(self.isda.lambda0, epoch, max_epochs)
-            logits = augmented_logits(logits, quadratic, y, strength)
-        sample_losses = F.cross_entropy(logits, y, reduction="none")
-        losses = {"ce": sample_losses.mean()}
+            logits = self.task.augmented_logits(logits, quadratic, y, strength)
+        losses = {"ce": self.task.loss(logits, y)}
         joint = self.loss_predictor is not None and epoch <= self.lpm.last_joint_epoch(max_epochs)
         if self.loss_predictor is not None and (joint or self.lpm.schedule == "detach"):
             stages = out.stages if joint else [stage.detach() for stage in out.stages]
             predicted = self.loss_predictor(stages)
+            sample_losses = self.task.sample_losses(logits, y)
             pair = PAIR_LOSSES[self.pair_loss](predicted, sample_losses, margin=self.lpm.margin)
             losses["pair"] = self.lpm.eta * pair
         return losses
@@ -147,11 +146,9 @@ class ClassifierModule(pl.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.test_acc(logits, y)
-        self.test_balanced_acc(logits, y)
-        self.log("test/loss", F.cross_entropy(logits, y), batch_size=len(y), sync_dist=True)
-        self.log("test/acc", self.test_acc, batch_size=len(y))
-        self.log("test/balanced_acc", self.test_balanced_acc, batch_size=len(y))
+        self.test_metrics.update(logits, y)
+        self.log("test/loss", self.task.loss(logits, y), batch_size=len(y), sync_dist=True)
+        self.log_dict(self.test_metrics, batch_size=len(y))
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict:
         optimizer = self.optimizer_factory(self.parameters())

@@ -101,6 +101,8 @@ def k_center_greedy(
 class CoresetSelector(Selector):
     """Greedy k-center over the candidates, with the labeled set as initial centers."""
 
+    tasks = ("classification", "segmentation")
+
     def __init__(self, chunk: int = 512) -> None:
         super().__init__()
         self.chunk = chunk

@@ -28,9 +28,20 @@ def log_epmcm_bound(logits: torch.Tensor, quadratic: torch.Tensor) -> torch.Tens
     return torch.logsumexp(exponents, dim=1)
 
 
+def pixel_log_bounds(logits: torch.Tensor, quadratic: torch.Tensor) -> torch.Tensor:
+    """log Ē of every element: (B,) for logits (B, C), (B, H, W) for (B, C, H, W)."""
+    classes = logits.shape[1]
+    flat = logits.movedim(1, -1).reshape(-1, classes)
+    return log_epmcm_bound(flat, quadratic).reshape(logits.shape[:1] + logits.shape[2:])
+
+
 class EpmcmSelector(Selector):
     """Labels the candidates with the largest EPMCM upper bound first (scores are log Ē,
-    the same order)."""
+    the same order). Segmentation: Ē of every pixel under ISDA's per-pixel covariance, and an
+    image's score is the log of its pixels' mean Ē (the expected change summed over its
+    pixels, over their count), computed in log space."""
+
+    tasks = ("classification", "segmentation")
 
     def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
         covariance = getattr(module, "covariance", None)
@@ -39,6 +50,6 @@ class EpmcmSelector(Selector):
                 "EPMCM reads the class covariance of ISDA training: set method.module.isda.enabled"
                 "=true (conf/method/dast_al.yaml does)"
             )
-        out = module.backbone(x)
+        logits = module.backbone(x).logits.float()
         quadratic = covariance.quadratic_terms(module.backbone.classifier.weight.float())
-        return log_epmcm_bound(out.logits.float(), quadratic)
+        return module.task.reduce_log_scores(pixel_log_bounds(logits, quadratic))

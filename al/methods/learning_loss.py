@@ -15,5 +15,7 @@ from al.methods.selector import Selector
 class LearningLossSelector(Selector):
     """Scores each candidate by the loss its module's loss prediction module predicts."""
 
+    tasks = ("classification", "segmentation")
+
     def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
         return module.predicted_loss(x)

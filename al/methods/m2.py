@@ -31,6 +31,7 @@ from al.methods.selector import SelectionRequest, collect
 from al.models.backbone import Backbone
 from al.models.m2 import build_m2
 from al.models.vae import Discriminator
+from al.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class M2Module(ClassifierModule):
     the M2 loss (false: the slides' "classifier part only", D is trained but the M2 loss
     carries no discriminator term)."""
 
+    tasks = ("classification",)
+
     def __init__(
         self,
         backbone: Backbone,
@@ -70,8 +73,9 @@ class M2Module(ClassifierModule):
         epoch: str = "longest",
         discriminator: Mapping | None = None,
         adversarial: bool = False,
+        task: Task | None = None,
     ) -> None:
-        super().__init__(backbone, optimizer, num_classes, scheduler)
+        super().__init__(backbone, optimizer, num_classes, scheduler, task=task)
         self.automatic_optimization = False
         self.generative = build_m2(
             input_shape, num_classes, latent_dim, hidden, conv_channels, mlp_hidden, likelihood

@@ -46,6 +46,7 @@ from al.methods.classifier import (
 from al.methods.entropy import entropy
 from al.methods.selector import Selector
 from al.models.backbone import Backbone
+from al.tasks import Task
 
 COMMITTEES = ("ensemble", "bagging")
 MEMBER, BAGGING = 0, 1  # the purposes of derived seeds
@@ -82,6 +83,8 @@ class CommitteeModule(ClassifierModule):
     (`train/member_loss/M`; `train/loss` is their mean, the step minimises their sum).
     """
 
+    tasks = ("classification",)
+
     def __init__(
         self,
         backbone: Backbone,
@@ -91,9 +94,10 @@ class CommitteeModule(ClassifierModule):
         members: int = 5,
         committee: str = "ensemble",
         train_loss_prediction: bool = False,
+        task: Task | None = None,
     ) -> None:
         check_committee(members, committee, train_loss_prediction)
-        super().__init__(backbone, optimizer, num_classes, scheduler)
+        super().__init__(backbone, optimizer, num_classes, scheduler, task=task)
         self.committee = committee
         self.committee_seed = torch.initial_seed()
         copies = [shuffled_copy(backbone, self.member_seed(m)) for m in range(1, members)]

@@ -11,6 +11,8 @@ from al.methods.selector import SelectionRequest, Selector, top_k
 class RandomSelector(Selector):
     """Draws `query` distinct candidates uniformly; the draw depends on (seed, stage) only."""
 
+    tasks = ("classification", "segmentation")
+
     def select(
         self, module: pl.LightningModule, request: SelectionRequest
     ) -> tuple[torch.Tensor, torch.Tensor]:

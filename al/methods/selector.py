@@ -94,10 +94,12 @@ class Selector(pl.Callback):
     `self.diagnostics` (name → array, e.g. a discriminator's outputs with the global
     indices they belong to): rank 0 saves them with the stage's picks. Stage metrics go in
     `self.metrics` (name → float), into the stage's record; a selector whose class sets
-    `reports_discriminator` puts `discriminator_metrics`' keys there every stage.
+    `reports_discriminator` puts `discriminator_metrics`' keys there every stage. `tasks`:
+    the tasks whose modules it can score (the loop refuses any other at start-up).
     """
 
     reports_discriminator: ClassVar[bool] = False
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
 
     def __init__(self) -> None:
         self._request: SelectionRequest | None = None
@@ -138,12 +140,20 @@ class Selector(pl.Callback):
     def score_loader(
         self, module: pl.LightningModule, loader: DataLoader
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batched scores of every sample `loader` yields, with their global indices."""
-        indices, scores = collect(loader, lambda x: self.score(module, x), module.device)
+        """Batched scores of every sample `loader` yields, with their global indices; per-
+        element scores (per pixel) are reduced batch by batch by the module's task, so only
+        one score per sample is kept."""
+        reduce = module.task.reduce_scores
+
+        def sample_scores(x: torch.Tensor) -> torch.Tensor:
+            return reduce(self.score(module, x))
+
+        indices, scores = collect(loader, sample_scores, module.device)
         return indices, scores.float().cpu()
 
     def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
-        """One score per sample of the batch `x`; higher means label first."""
+        """The scores of the batch `x`, one per sample (B,) or per element (B, …: per pixel,
+        reduced by the task); higher means label first."""
         raise NotImplementedError(f"{type(self).__name__} must implement score() or select()")
 
 
@@ -168,7 +178,10 @@ def discriminator_metrics(
 
 
 class ProbabilitySelector(Selector):
-    """Scores computed from the softmax of the module's logits."""
+    """Scores computed from the softmax of the module's logits (over dim 1: per sample, or
+    per pixel for segmentation)."""
+
+    tasks = ("classification", "segmentation")
 
     def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
         return self.score_probabilities(F.softmax(module(x).float(), dim=1))

@@ -42,6 +42,8 @@ class VaalSelector(Selector):
     `shared` (both codes: the discriminator step reuses the last VAE step's batch and its
     U(0, 1) draw) or `fresh` (its own)."""
 
+    tasks = ("classification", "segmentation")
+
     rank_conditioned = False
     reports_discriminator = True
 

@@ -5,12 +5,15 @@ whose stage-0 results differ between methods (their task learners differ)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 from scipy import stats
+
+from al.errors import build
+from al.tasks import Classification, Task
 
 BASELINE = "random"
 
@@ -24,6 +27,12 @@ class Curves:
     n_labeled: np.ndarray
     seeds: list[int]
     values: dict[str, np.ndarray]  # key → (seeds, stages)
+    task: Task = field(default_factory=Classification)
+
+    @property
+    def metric(self) -> np.ndarray:
+        """The task's test metric (accuracy, mIoU …) per seed and stage."""
+        return self.values[self.task.primary_metric]
 
     def mean_std(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         return self.values[key].mean(0), self.values[key].std(0)
@@ -43,11 +52,14 @@ def find_runs(root: Path) -> list[tuple[dict, list[dict]]]:
 
 
 def group_curves(runs: list[tuple[dict, list[dict]]]) -> list[Curves]:
-    """Group runs by (dataset, method); seeds are cut to the stages they all finished."""
+    """Group runs by (dataset, method); seeds are cut to the stages they all finished. Each
+    group has its dataset's task (classification for runs older than tasks)."""
     groups: dict[tuple[str, str], list[tuple[int, list[dict]]]] = {}
+    tasks: dict[str, dict] = {}
     for config, records in runs:
         key = (config["dataset"]["name"], config["method"]["name"])
         groups.setdefault(key, []).append((config["seed"], records))
+        tasks[key[0]] = config["dataset"].get("task", {"_target_": "al.tasks.Classification"})
     curves = []
     for (dataset, method), members in sorted(groups.items()):
         members.sort(key=lambda member: member[0])
@@ -64,12 +76,14 @@ def group_curves(runs: list[tuple[dict, list[dict]]]) -> list[Curves]:
         }
         n_labeled = values.pop("n_labeled")[0]
         seeds = [seed for seed, _ in members]
-        curves.append(Curves(dataset, method, n_labeled, seeds, values))
+        task = build(OmegaConf.create(tasks[dataset]))
+        curves.append(Curves(dataset, method, n_labeled, seeds, values, task))
     return curves
 
 
 def aubc(n_labeled: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
-    """Area under accuracy vs labels, normalised by the label range (per seed row)."""
+    """Area under the metric (accuracy, mIoU) vs labels, normalised by the label range (per
+    seed row)."""
     if len(n_labeled) < 2:
         return accuracy[..., 0]
     return np.trapezoid(accuracy, n_labeled, axis=-1) / (n_labeled[-1] - n_labeled[0])
@@ -90,11 +104,11 @@ def paired_test(curve: Curves, baseline: Curves | None) -> tuple[float, int]:
 
 def row_by_seed(curve: Curves, seeds: list[int], stages: int) -> np.ndarray:
     rows = [curve.seeds.index(seed) for seed in seeds]
-    return curve.values["test/acc"][rows, :stages]
+    return curve.metric[rows, :stages]
 
 
 def improvement_over(curve: Curves, baseline: Curves) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std over shared seeds of the per-stage accuracy gain over the baseline."""
+    """Mean and std over shared seeds of the per-stage metric gain over the baseline."""
     shared = sorted(set(curve.seeds) & set(baseline.seeds))
     stages = min(len(curve.n_labeled), len(baseline.n_labeled))
     gain = row_by_seed(curve, shared, stages) - row_by_seed(baseline, shared, stages)
@@ -102,7 +116,7 @@ def improvement_over(curve: Curves, baseline: Curves) -> tuple[np.ndarray, np.nd
 
 
 def stage0_disagreements(curves: list[Curves]) -> list[str]:
-    """A "task learners differ" line per dataset × seed whose stage-0 test accuracies differ.
+    """A "task learners differ" line per dataset × seed whose stage-0 test metrics differ.
 
     On one seed every method trains its stage-0 model on the same initial labels, so one task
     learner gives one stage-0 result; a difference means a method changed the task learner
@@ -117,16 +131,17 @@ def stage0_disagreements(curves: list[Curves]) -> list[str]:
                 listed = "; ".join(
                     f"{', '.join(names)} {100 * acc:.2f} %" for acc, names in clusters
                 )
+                metric = group[0].task.primary_metric
                 warnings.append(
-                    f"task learners differ: {dataset}, seed {seed}: stage-0 test/acc {listed}"
+                    f"task learners differ: {dataset}, seed {seed}: stage-0 {metric} {listed}"
                 )
     return warnings
 
 
 def stage0_accuracy(group: list[Curves], seed: int) -> dict[str, float]:
-    """Method → stage-0 test accuracy on `seed`, for the methods that ran it."""
+    """Method → stage-0 test metric on `seed`, for the methods that ran it."""
     return {
-        c.method: float(c.values["test/acc"][c.seeds.index(seed), 0])
+        c.method: float(c.metric[c.seeds.index(seed), 0])
         for c in group
         if seed in c.seeds
     }

@@ -1,11 +1,12 @@
 """`python -m al.plot DIR`: compare every run under DIR (a multirun dir, or several).
 
-Writes to DIR/comparison/ (or --out): per dataset, accuracy-vs-labels mean ± std per method,
-the improvement over random (the papers' main figure), the pick entropy per stage (TA-VAAL
+Writes to DIR/comparison/ (or --out): per dataset, its task's metric (`DATASET-acc.png`,
+`DATASET-miou.png`) against labels, mean ± std per method, the improvement over random (the
+papers' main figure), the pick entropy per stage (TA-VAAL
 Fig. 7a), summary.md/.csv (mean ± std per stage, AUBC, paired test against random) and
 timing.md/.csv (mean train and selection seconds per stage, DAST-AL Table 4). summary.md ends
 with a "task learners differ: …" line for each dataset × seed whose methods' stage-0 test
-accuracies differ: their curves do not pair.
+metrics differ: their curves do not pair.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def figure(curves: list[Curves], key: str, ylabel: str, path: Path, baseline=Non
         else:
             mean, std = curve.mean_std(key)
             x = curve.n_labeled
-        scale = 100 if key == "test/acc" else 1
+        scale = 100 if key == curve.task.primary_metric else 1
         plot_band(ax, x, scale * mean, scale * std, f"{curve.method} ({len(curve.seeds)} seeds)")
     if baseline is not None:
         ax.axhline(0, color="black", linewidth=0.8)
@@ -65,12 +66,13 @@ def summary_rows(curves: list[Curves]) -> list[dict]:
     baseline = next((c for c in curves if c.method == BASELINE), None)
     rows = []
     for curve in curves:
-        accuracy = curve.values["test/acc"]
-        areas = aubc(curve.n_labeled, accuracy)
+        metric = curve.metric
+        short = curve.task.primary_metric.removeprefix("test/")
+        areas = aubc(curve.n_labeled, metric)
         p_value, n_seeds = paired_test(curve, baseline)
         row = {"dataset": curve.dataset, "method": curve.method, "seeds": len(curve.seeds)}
-        for n, mean, std in zip(curve.n_labeled, accuracy.mean(0), accuracy.std(0), strict=True):
-            row[f"acc@{int(n)}"] = f"{100 * mean:.2f} ± {100 * std:.2f}"
+        for n, mean, std in zip(curve.n_labeled, metric.mean(0), metric.std(0), strict=True):
+            row[f"{short}@{int(n)}"] = f"{100 * mean:.2f} ± {100 * std:.2f}"
         row["AUBC"] = f"{100 * areas.mean():.2f} ± {100 * areas.std():.2f}"
         row[f"p vs {BASELINE}"] = "—" if np.isnan(p_value) else f"{p_value:.3g} (n={n_seeds})"
         rows.append(row)
@@ -111,7 +113,9 @@ def compare(root: Path, out: Path) -> list[Curves]:
     out.mkdir(parents=True, exist_ok=True)
     for dataset in sorted({c.dataset for c in curves}):
         group = [c for c in curves if c.dataset == dataset]
-        figure(group, "test/acc", "test accuracy (%)", out / f"{dataset}-accuracy.png")
+        task = group[0].task
+        short = task.primary_metric.removeprefix("test/")
+        figure(group, task.primary_metric, task.primary_label, out / f"{dataset}-{short}.png")
         figure(
             group,
             "pick_entropy",
@@ -121,7 +125,8 @@ def compare(root: Path, out: Path) -> list[Curves]:
         baseline = next((c for c in group if c.method == BASELINE), None)
         if baseline is not None and len(group) > 1:
             path = out / f"{dataset}-improvement.png"
-            figure(group, "test/acc", f"accuracy gain over {BASELINE} (%)", path, baseline)
+            label = f"{short} gain over {BASELINE} (%)"
+            figure(group, task.primary_metric, label, path, baseline)
     write_table(summary_rows(curves), out / "summary", stage0_disagreements(curves))
     write_table(timing_rows(curves), out / "timing")
     return curves

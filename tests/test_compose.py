@@ -9,15 +9,16 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from hydra.errors import ConfigCompositionException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 
 from al.budget import Budget
 from al.errors import ConfigError, build
-from al.loop import build_data, build_module
+from al.loop import build_data, build_module, check_task
 from al.models.cnn import SmallCNN
 from al.models.mlp import MLP
 from al.models.resnet import ResNet18
 from al.sinks import Sink
+from al.tasks import supported_tasks
 
 from conftest import FASTER, compose_config, options, train_command
 
@@ -25,11 +26,19 @@ from conftest import FASTER, compose_config, options, train_command
 SET_BY_USER = {"image_folder": ["dataset.num_classes=3"]}
 
 
+def model_task(cfg) -> str:
+    return supported_tasks(get_class(cfg.model._target_))[0]
+
+
 def built_module_forward(cfg):
-    """Build the module of `cfg` and run it on a random batch of the dataset's input shape."""
+    """Build the module of `cfg` and run it on a random batch of the dataset's input shape
+    (segmentation: 64×64 crops of it, as fully convolutional models take any size)."""
     module = build_module(cfg, cfg.dataset.num_classes)
-    logits = module(torch.randn(2, *cfg.dataset.input_shape))
-    assert logits.shape == (2, cfg.dataset.num_classes)
+    channels, *size = cfg.dataset.input_shape
+    segmentation = model_task(cfg) == "segmentation"
+    size = [64, 64] if segmentation else size
+    logits = module(torch.randn(2, channels, *size))
+    assert logits.shape == (2, cfg.dataset.num_classes, *(size if segmentation else []))
     instantiate(cfg.method.selector)
 
 
@@ -37,7 +46,13 @@ def built_module_forward(cfg):
     ("dataset", "model"), list(itertools.product(options("dataset"), options("model")))
 )
 def test_every_dataset_and_model_compose_and_build(dataset, model):
+    """Models of the dataset's task build and run on its inputs; any other is refused."""
     cfg = compose_config(f"dataset={dataset}", f"model={model}", *SET_BY_USER.get(dataset, []))
+    task = build(cfg.dataset.task)
+    if model_task(cfg) != task.name:
+        with pytest.raises(ConfigError, match=rf"the model .* not the dataset's task {task.name}"):
+            check_task(cfg, task, Budget(initial=1, query=1, stages=1))
+        return
     if model not in ("mlp", "auto") and len(cfg.dataset.input_shape) != 3:
         with pytest.raises(ConfigError, match=rf"model={model} needs image input.*use model=mlp"):
             build_module(cfg, cfg.dataset.num_classes)
@@ -59,12 +74,19 @@ def test_every_method_composes_and_builds(method):
     built_module_forward(compose_config("dataset=digits", f"method={method}"))
 
 
+CLASSIFICATION_MODELS = [
+    m for m in options("model") if model_task(compose_config(f"model={m}")) == "classification"
+]
+
+
 @pytest.mark.parametrize(
-    ("method", "model"), list(itertools.product(one_method_per_task_module(), options("model")))
+    ("method", "model"),
+    list(itertools.product(one_method_per_task_module(), CLASSIFICATION_MODELS)),
 )
 def test_every_task_module_builds_around_every_model(method, model):
-    """Every task module class (standard, M2, committee, …) around every backbone; the
-    methods sharing a module differ in their selector alone, built above."""
+    """Every task module class (standard, M2, committee, …) around every classification
+    backbone; the methods sharing a module differ in their selector alone, built above
+    (the segmentation models are built around the standard module by the test above)."""
     overrides = ("dataset=digits", f"method={method}", f"model={model}", *FASTER.get(method, []))
     built_module_forward(compose_config(*overrides))
 

@@ -99,7 +99,7 @@ def test_command_line_writes_figures_and_tables(runs):
     done = plot_command(runs)
     out = runs / "comparison"
     for name in (
-        "digits-accuracy.png",
+        "digits-acc.png",
         "digits-improvement.png",
         "digits-pick-entropy.png",
         "summary.md",

@@ -38,8 +38,19 @@ class ClassCovariance(nn.Module):
         self.register_buffer("covariance", torch.zeros(shape))
 
     @torch.no_grad()
-    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+    def update(
+        self, features: torch.Tensor, labels: torch.Tensor, chunk_elements: int = 2**23
+    ) -> None:
+        """Merge the features (N, A) of `labels` (N,). The batch goes in chunks of at most
+        `chunk_elements` (rows × classes × A) — per-pixel features of a segmentation batch run
+        to 10⁴ rows — and the merge is exact, so chunking changes nothing but memory."""
         features = features.detach().float()
+        rows = max(1, chunk_elements // (len(self.count) * features.shape[1]))
+        for start in range(0, len(features), rows):
+            self.merge(features[start : start + rows], labels[start : start + rows])
+
+    def merge(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """One batch's count, mean and covariance merged into the running ones."""
         onehot = F.one_hot(labels, len(self.count)).float()  # (N, C)
         batch_count = onehot.sum(0)
         batch_mean = onehot.T @ features / batch_count.clamp(min=1)[:, None]

@@ -54,7 +54,8 @@ class ALDataModule(pl.LightningDataModule):
     """Serves the labeled pool for training and the test set for evaluation.
 
     It holds the pool's inputs, the labeled indices and their labels (class labels, or the
-    masks of those samples only) — never the labels of unlabeled samples, so nothing a selector reaches through the trainer can read them.
+    masks of those samples only) — never the labels of unlabeled samples, so nothing a
+    selector reaches through the trainer can read them.
     `inputs_loader` serves any pool indices as `(x, global_index)` with test-time transforms:
     what selectors read. Given `unlabeled`, the unlabeled indices and the module's
     `UnlabeledTraining`, training batches pair labeled `(x, y)` with unlabeled

@@ -140,11 +140,7 @@ def stage0_disagreements(curves: list[Curves]) -> list[str]:
 
 def stage0_accuracy(group: list[Curves], seed: int) -> dict[str, float]:
     """Method → stage-0 test metric on `seed`, for the methods that ran it."""
-    return {
-        c.method: float(c.metric[c.seeds.index(seed), 0])
-        for c in group
-        if seed in c.seeds
-    }
+    return {c.method: float(c.metric[c.seeds.index(seed), 0]) for c in group if seed in c.seeds}
 
 
 def equal_value_clusters(

@@ -12,7 +12,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class
@@ -90,7 +89,7 @@ def check_task(cfg: DictConfig, task: Task, budget: Budget) -> None:
         check_supported(task, f"method={method}'s {part}", cls, fix)
     model_fix = f"choose a {task.name} model (README: Tasks), e.g. model=auto"
     check_supported(task, "the model", get_class(cfg.model._target_), model_fix)
-    if budget.initial_classes is not None and task.stratify_labels(np.zeros(0)) is None:
+    if budget.initial_classes is not None and not task.one_label_per_sample:
         raise ConfigError(
             f"budget.initial_classes needs one class label per sample; {task.name} samples have "
             "many: set budget.initial_classes=null"
@@ -231,7 +230,7 @@ def run_stage(
     unlabeled = None if wants_unlabeled is None else (pool.unlabeled_indices, wants_unlabeled)
     datamodule = datamodule_for(data, pool.labeled_indices, unlabeled, synthetic, **cfg.loader)
     selector: Selector = build(cfg.method.selector)
-    request = selection_request(datamodule, pool, budget, cfg.seed, stage, data.task)
+    request = selection_request(datamodule, pool, budget, cfg.seed, stage, data)
     selector.request(request)
     callbacks = [
         EpochProgressCallback(progress, f"stage {stage}: {len(pool.labeled_indices)} labels"),
@@ -279,8 +278,10 @@ def build_module(cfg: DictConfig, num_classes: int) -> pl.LightningModule:
 
 
 def selection_request(
-    datamodule: ALDataModule, pool: Pool, budget: Budget, seed: int, stage: int, task: Task
+    datamodule: ALDataModule, pool: Pool, budget: Budget, seed: int, stage: int, data: ALData
 ) -> SelectionRequest:
+    """The candidates and labeled samples of this stage, and the labeled ones' sample-level
+    labels (the task's: classes, or the classes each mask holds)."""
     candidates = pool.candidates(budget.subset, seed, stage)
     return SelectionRequest(
         candidates=datamodule.inputs_loader(candidates),
@@ -288,7 +289,9 @@ def selection_request(
         candidate_indices=torch.from_numpy(candidates),
         query=budget.query,
         seed=derived_seed(seed, stage, "select"),
-        labeled_labels=task.sample_labels(datamodule.labeled_targets),
+        labeled_labels=data.task.sample_labels(
+            data.pool_targets, datamodule.labeled_indices, data.num_classes
+        ),
     )
 
 

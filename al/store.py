@@ -45,6 +45,9 @@ RESUMABLE_KEYS = (
     "print_pick_classes",
 )
 
+# Keys that configs gained after runs were made with them, with the value those runs implied.
+IMPLIED_BEFORE_ADDED = {"dataset.task._target_": "al.tasks.Classification"}
+
 
 class RunStore:
     def __init__(self, run_dir: Path) -> None:
@@ -171,8 +174,9 @@ class RunStore:
 
 
 def config_differences(saved: DictConfig, current: DictConfig) -> list[str]:
-    """`key: saved → current` for every leaf that differs, ignoring RESUMABLE_KEYS."""
-    old = flatten(OmegaConf.to_container(saved, resolve=True))
+    """`key: saved → current` for every leaf that differs, ignoring RESUMABLE_KEYS; a key
+    added since the saved run began counts as holding the value that run implied."""
+    old = {**IMPLIED_BEFORE_ADDED, **flatten(OmegaConf.to_container(saved, resolve=True))}
     new = flatten(OmegaConf.to_container(current, resolve=True))
     keys = sorted(set(old) | set(new))
     return [

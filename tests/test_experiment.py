@@ -8,6 +8,7 @@ import functools
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import al.loop
 from al.errors import ConfigError, NonFiniteLossError
@@ -112,6 +113,15 @@ def test_a_different_config_in_the_same_directory_is_refused(tiny_config, tmp_pa
     with pytest.raises(ConfigError, match=r"budget.query: 10 → 5.*new hydra.run.dir"):
         run(tiny_config("budget.query=5"), tmp_path)
     assert (tmp_path / "results.jsonl").read_text() == before
+
+
+def test_a_run_from_before_tasks_resumes_as_classification(tiny_config, tmp_path):
+    """Configs saved before datasets declared a task hold no dataset.task: they resume."""
+    three = run(tiny_config(), tmp_path)
+    saved = OmegaConf.load(tmp_path / "state" / "config.yaml")
+    del saved.dataset["task"]
+    OmegaConf.save(saved, tmp_path / "state" / "config.yaml")
+    assert run(tiny_config("budget.stages=4"), tmp_path)[:3] == three
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,30 @@ M2_CPU = {
 # candidates ("sub-set sampling", R = 10000).
 DAST_AL = {**CIFAR_PROTOCOL, "method.name": "dast_al", "reinit_each_stage": False}
 
+DRN = "al.models.drn.DrnD22Seg"
+CITYSCAPES = {
+    "dataset.name": "cityscapes",
+    "dataset.pool_size": 2975,
+    "dataset.num_classes": 19,
+    "dataset.crop": 412,
+    "dataset.flip": True,
+    "dataset.task._target_": "al.tasks.segmentation.Segmentation",
+    "dataset.task.ignore_index": 255,
+    "model._target_": DRN,
+    "optimizer._target_": "torch.optim.SGD",
+    "optimizer.lr": 1e-3,
+    "loader.batch_size": 4,
+    "trainer.max_epochs": 100,
+    "method.selector.latent_dim": 128,
+    "method.selector.lr_vae": 1e-4,
+    "method.selector.lr_discriminator": 1e-4,
+    "method.selector.lambda_adv": 25.0,
+    "method.selector.beta": 1.0,
+    "method.selector.batch_size": 4,
+    "loss_prediction.eta": 0.1,
+    **budget(200, 200, 6, None),
+}
+
 EXPECTED = {
     # DAST-AL §4.1: CIFAR-10, 1,000 initial and 1,000 per iteration, ResNet-18.
     "dast_al_cifar10_resnet18": {
@@ -192,6 +216,23 @@ EXPECTED = {
         "trainer.max_epochs": 200,
         **budget(1000, 500, 10, None),
     },
+    # TA-VAAL §4.4 and Table 1's Cityscapes row: DRN, SGD 1e-3, batch 4, 100 epochs, 412×412
+    # crops and flips, d = 128, VAE/D Adam 1e-4, η = 0.1, λ = 25, β = 1, 200 + 200 per stage.
+    "ta_vaal_cityscapes": {**CITYSCAPES, "method.name": "ta_vaal"},
+    # DAST-AL §4.2: DRN, 348 initial + 150 per stage, 50 epochs, batch 8, lr 5e-4, flips only.
+    "dast_al_cityscapes": {
+        "dataset.name": "cityscapes",
+        "dataset.crop": None,
+        "dataset.flip": True,
+        "model._target_": DRN,
+        "method.name": "dast_al",
+        "method.module.isda.enabled": True,
+        "optimizer.lr": 5e-4,
+        "trainer.max_epochs": 50,
+        "loader.batch_size": 8,
+        "dataset.task._target_": "al.tasks.segmentation.Segmentation",
+        **budget(348, 150, 6, None),
+    },
     # TA-VAAL §4.1: make_moons, noise 0.2, 500 vs 50; a 3-layer MLP, Adam lr 0.1; a single layer
     # ranker on the mid-layer; 2-layer MLP VAE and discriminator, Adam 0.01; all epochs 100;
     # 20 random initial samples, 10 per stage.
@@ -252,6 +293,13 @@ def test_experiment_composes_to_its_papers_values(experiment):
     actual = {key: OmegaConf.select(cfg, key, default=ABSENT) for key in EXPECTED[experiment]}
     actual = {k: OmegaConf.to_object(v) if OmegaConf.is_config(v) else v for k, v in actual.items()}
     assert actual == EXPECTED[experiment]
+
+
+def test_cityscapes_with_ta_vaal_is_table_1_without_flags():
+    """`dataset=cityscapes method=ta_vaal` picks up the protocol and Table 1's row itself."""
+    cfg = compose_config("dataset=cityscapes", "method=ta_vaal")
+    actual = {key: OmegaConf.select(cfg, key, default=ABSENT) for key in CITYSCAPES}
+    assert actual == {**CITYSCAPES, "dataset.name": "cityscapes"}
 
 
 @pytest.mark.parametrize("method", ["learning_loss", "vaal"])

@@ -61,12 +61,13 @@ SEG_METHODS = [
     "bald",
     "random",
     "random_isda",
+    "sraal",
     "ta_vaal",
     "vaal",
 ]
 # The VAE-based selectors with a narrow VAE at the images' own 16 px.
 SMALL_VAE = ["method.selector.channels=[8,16,32,64]", "method.selector.image_size=16"]
-SEG_FASTER = {"vaal": SMALL_VAE, "ta_vaal": SMALL_VAE}
+SEG_FASTER = {"vaal": SMALL_VAE, "ta_vaal": SMALL_VAE, "sraal": SMALL_VAE}
 TASK = Segmentation(ignore_index=255)
 
 

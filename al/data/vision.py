@@ -120,9 +120,13 @@ def vision_data(
     )
 
 
-def missing_dataset(name: str, path: Path, expected: str, extra_fix: str = "") -> ConfigError:
+def missing_dataset(
+    name: str, path: Path, expected: str, extra_fix: str = "", how_to_get: str | None = None
+) -> ConfigError:
+    """The error of a dataset not found at `path`; `how_to_get` replaces the download hint for
+    data that cannot be downloaded."""
+    get = how_to_get or "rerun with dataset.download=true where the internet is reachable"
     return ConfigError(
         f"dataset '{name}' not found: looked in {path} for {expected}. Put the files there, "
-        f"point dataset.root (or the AL_DATA environment variable) at them, or rerun with "
-        f"dataset.download=true where the internet is reachable{extra_fix}"
+        f"point dataset.root (or the AL_DATA environment variable) at them, or {get}{extra_fix}"
     )

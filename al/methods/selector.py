@@ -21,8 +21,9 @@ class SelectionRequest:
     `candidates` and `labeled` yield `(x, global_index)` batches with test-time
     transforms and no labels; `candidate_indices` are the sorted global indices
     the candidates loader serves; `seed` derives from (experiment seed, stage);
-    `labeled_labels` are the known labels of the labeled samples, in the order the
-    labeled loader serves them (never the labels of candidates).
+    `labeled_labels` are the known sample-level labels of the labeled samples (the task's
+    `sample_labels`: a class each, or the classes each mask holds), in the order the labeled
+    loader serves them (never the labels of candidates).
     """
 
     candidates: DataLoader

@@ -56,7 +56,12 @@ class StateClassifier(nn.Module):
 class SraalSelector(Selector):
     """Weights of the generator loss as the code: `recon_weight` 5, KL β 1, `ce_weight` 5,
     `lambda_adv` 1; `vae_steps` generator steps per discriminator step; both Adam
-    learning rates ×`lr_decay` every 1/30 of the iterations; `oui_variance`."""
+    learning rates ×`lr_decay` every 1/30 of the iterations; `oui_variance`.
+
+    Segmentation: a candidate's state is its pixels' mean OUI, and the classifier head learns
+    which classes each labeled image holds (multi-label, the task's `sample_label_loss`)."""
+
+    tasks = ("classification", "segmentation")
 
     def __init__(
         self,
@@ -98,9 +103,8 @@ class SraalSelector(Selector):
     def select(
         self, module: pl.LightningModule, request: SelectionRequest
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if request.labeled_labels is None:
-            raise ConfigError("SRAAL's classifier head needs the labels of the labeled samples")
         torch.manual_seed(request.seed)
+        self.task = module.task
         device = module.device
         half = self.latent_dim // 2
         vae = build_vae(self.input_shape, self.latent_dim, False, half, **self.vae_sizes)
@@ -117,7 +121,9 @@ class SraalSelector(Selector):
         candidate_ids, candidates = collect(request.candidates, vae.prepare, device)
         _, states = collect(
             request.candidates,
-            lambda x: oui(F.softmax(module(x).float(), 1), self.oui_variance),
+            lambda x: module.task.reduce_scores(
+                oui(F.softmax(module(x).float(), 1), self.oui_variance)
+            ),
             device,
         )
         with torch.enable_grad():
@@ -168,7 +174,8 @@ class SraalSelector(Selector):
                 scheduler.step()
 
     def generator_loss(self, nets, x_l, y_l, x_u) -> torch.Tensor:
-        """5·MSE + KL on both pools, 5·CE of the classifier half on labeled, BCE(D, 1) on both."""
+        """5·MSE + KL on both pools, 5·CE of the classifier half on labeled (the task's
+        sample-label loss), BCE(D, 1) on both."""
         vae, w = nets["vae"], self.weights
         total = 0.0
         mus = []
@@ -180,7 +187,7 @@ class SraalSelector(Selector):
             )
             mus.append((mu, z))
         (mu_l, z_l), (mu_u, _) = mus
-        total = total + w["ce"] * F.cross_entropy(
+        total = total + w["ce"] * self.task.sample_label_loss(
             nets["classifier"](z_l[:, vae.decoder_dims :]), y_l
         )
         states = [nets["discriminator"](mu) for mu in (mu_l, mu_u)]

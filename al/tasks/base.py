@@ -24,6 +24,7 @@ class Task:
     name: str
     primary_metric: str
     primary_label: str
+    one_label_per_sample: bool
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The training objective of one batch (a scalar)."""
@@ -54,9 +55,14 @@ class Task:
         """What the picks `indices` revealed, one entry per pick, for `picks/`."""
         raise NotImplementedError
 
-    def sample_labels(self, targets: Any) -> torch.Tensor | None:
-        """One class label per sample for selectors that read the labeled samples' labels
-        (SRAAL), or None where a sample has no single label."""
+    def sample_labels(self, targets: Any, indices: Sequence[int], num_classes: int) -> torch.Tensor:
+        """Sample-level labels of the samples `indices` for selectors that learn from the
+        labeled samples' labels (SRAAL's classifier head): a class each (B,), or the classes
+        each holds (B, classes) multi-hot."""
+        raise NotImplementedError
+
+    def sample_label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss of a sample-level classifier's `logits` (B, classes) on `sample_labels`."""
         raise NotImplementedError
 
     def stratify_labels(self, targets: Any) -> Any:

@@ -20,6 +20,7 @@ class Classification(Task):
     name = "classification"
     primary_metric = "test/acc"
     primary_label = "test accuracy (%)"
+    one_label_per_sample = True
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, targets)
@@ -48,8 +49,11 @@ class Classification(Task):
     def pick_labels(self, targets: np.ndarray, indices) -> list[int]:
         return np.asarray(targets[indices], dtype=np.int64).tolist()
 
-    def sample_labels(self, targets: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(targets, dtype=np.int64))
+    def sample_labels(self, targets: np.ndarray, indices, num_classes: int) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(targets[indices], dtype=np.int64))
+
+    def sample_label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, labels)
 
     def stratify_labels(self, targets: np.ndarray) -> np.ndarray:
         return targets

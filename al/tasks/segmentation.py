@@ -28,6 +28,7 @@ class Segmentation(Task):
     name = "segmentation"
     primary_metric = "test/miou"
     primary_label = "test mIoU (%)"
+    one_label_per_sample = False
 
     def __init__(self, ignore_index: int = 255) -> None:
         self.ignore_index = ignore_index
@@ -74,8 +75,14 @@ class Segmentation(Task):
         counts = [targets.pixel_counts([index], 256) for index in indices]
         return [" ".join(map(str, np.flatnonzero(c))) for c in counts]
 
-    def sample_labels(self, targets: MaskTargets) -> None:
-        return None
+    def sample_labels(self, targets: MaskTargets, indices, num_classes: int) -> torch.Tensor:
+        """Which classes each mask holds, (B, classes) multi-hot."""
+        present = [targets.pixel_counts([index], num_classes) > 0 for index in indices]
+        return torch.from_numpy(np.stack(present)).float()
+
+    def sample_label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy per class: a multi-label image classifier."""
+        return F.binary_cross_entropy_with_logits(logits, labels)
 
     def stratify_labels(self, targets: MaskTargets) -> None:
         return None

@@ -27,6 +27,7 @@ from al.methods.qbc import (
 from al.methods.selector import SelectionRequest
 from al.models.cnn import SmallCNN
 from al.models.mlp import MLP
+from al.tasks import Classification
 
 from conftest import FASTER, compose_config
 
@@ -174,7 +175,9 @@ def test_a_committee_of_one_trains_exactly_as_the_standard_classifier():
 
 
 def test_selector_picks_the_most_disputed_candidates():
-    module = SimpleNamespace(member_probabilities=lambda x: TWO_MEMBERS[:, x], device="cpu")
+    module = SimpleNamespace(
+        member_probabilities=lambda x: TWO_MEMBERS[:, x], device="cpu", task=Classification()
+    )
     indices = torch.arange(10, 14)
     loader = [(torch.arange(4), indices)]
     request = SelectionRequest(loader, loader, indices, query=2, seed=0)

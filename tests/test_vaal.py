@@ -11,6 +11,7 @@ from al.methods.sraal import SraalSelector, oui
 from al.methods.ta_vaal import TaVaalSelector
 from al.methods.vaal import VaalSelector
 from al.models.vae import MLPVAE, ConvVAE, Discriminator, vae_loss
+from al.tasks import Classification
 
 
 @pytest.mark.parametrize(("size", "vae_size"), [(28, 32), (32, 32), (64, 64)])
@@ -48,6 +49,7 @@ class OnDevice(torch.nn.Module):
     """A task module stand-in: logits that favour class 0 for every input."""
 
     device = torch.device("cpu")
+    task = Classification()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([x.sum(1), torch.zeros(len(x))], dim=1)

@@ -18,7 +18,8 @@ def check_config(cfg: DictConfig) -> Budget:
     check_integer("seed", cfg.seed, minimum=0, example="0")
     check_integer("loader.batch_size", cfg.loader.batch_size, minimum=1, example="32")
     check_integer("loader.eval_batch_size", cfg.loader.eval_batch_size, minimum=1, example="256")
-    check_integer("loader.num_workers", cfg.loader.num_workers, minimum=0, example="0")
+    if cfg.loader.num_workers != "auto":
+        check_integer("loader.num_workers", cfg.loader.num_workers, minimum=0, example="auto")
     if cfg.eval_model not in EVAL_MODELS:
         raise ConfigError(
             f"eval_model={cfg.eval_model!r} is not one of {', '.join(EVAL_MODELS)}: "

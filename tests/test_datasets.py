@@ -209,16 +209,18 @@ def test_selectors_see_test_time_transforms_and_training_sees_augmentation(fake_
     assert torch.equal(x[0], eval_reads[0]) and indices.tolist() == [3, 7]
 
 
+@pytest.mark.parametrize("fast_path", [True, False])
 @pytest.mark.parametrize("padding", [2, 4])
-def test_crop_padding_crops_32_pixels_from_the_padded_image(fake_root, padding):
+def test_crop_padding_crops_32_pixels_from_the_padded_image(fake_root, padding, fast_path):
     """One white pixel in the corner lands 0 … padding pixels in: 2 = TA-VAAL §4.2's 36×36."""
-    data = cifar10(str(fake_root), crop_padding=padding)
+    data = cifar10(str(fake_root), crop_padding=padding, fast_path=fast_path)
     image = np.zeros((32, 32, 3), np.uint8)
     image[0, 0] = 255
+    as_input = torch.from_numpy(image).permute(2, 0, 1) if fast_path else Image.fromarray(image)
     torch.manual_seed(0)
     rows, cols = set(), set()
     for _ in range(300):
-        x = data.pool.train_transform(Image.fromarray(image))[0]
+        x = data.pool.train_transform(as_input)[0]
         assert x.shape == (32, 32)
         if x.max() > x.min():  # the pixel was not cropped away
             [[row, col]] = torch.nonzero(x == x.max()).tolist()

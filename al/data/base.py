@@ -50,6 +50,9 @@ class TensorInputs(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.x[index]
 
+    def batch(self, indices: Sequence[int]) -> torch.Tensor:
+        return self.x[torch.as_tensor(np.asarray(indices, dtype=np.int64))]
+
 
 class PoolView(Dataset):
     """The pool positions `indices`, each read from `inputs` and transformed (None = as is);
@@ -66,12 +69,29 @@ class PoolView(Dataset):
         x = self.inputs[int(self.indices[position])]
         return x if self.transform is None else self.transform(x)
 
+    def __getitem__(self, position: int):
+        return self.pair(self.input(position), position)
+
+    def __getitems__(self, positions: list[int]) -> list:
+        """A whole batch in one read and one transform when the inputs are a tensor that reads
+        batches (`batch`) and the transform transforms them (al.data.fast); else per sample."""
+        read, transform = getattr(self.inputs, "batch", None), self.transform
+        if read is None or (transform is not None and not hasattr(transform, "batch")):
+            return [self[position] for position in positions]
+        x = read(self.indices[positions])
+        x = x if transform is None else transform.batch(x)
+        return [self.pair(one, position) for one, position in zip(x, positions, strict=True)]
+
+    def pair(self, x: torch.Tensor, position: int):
+        """What the view serves for the input `x` of its sample `position`."""
+        raise NotImplementedError
+
 
 class UnlabeledView(PoolView):
     """`(transform(input), global_index)`: no labels at all."""
 
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
-        return self.input(position), int(self.indices[position])
+    def pair(self, x: torch.Tensor, position: int) -> tuple[torch.Tensor, int]:
+        return x, int(self.indices[position])
 
 
 class LabeledView(PoolView):
@@ -85,8 +105,8 @@ class LabeledView(PoolView):
             raise ValueError(f"{len(self.indices)} samples but {len(labels)} labels")
         self.labels = np.array(labels, dtype=np.int64)  # a copy: never a view of the pool's
 
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
-        return self.input(position), int(self.labels[position])
+    def pair(self, x: torch.Tensor, position: int) -> tuple[torch.Tensor, int]:
+        return x, int(self.labels[position])
 
 
 @dataclass(frozen=True)

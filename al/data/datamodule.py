@@ -4,11 +4,13 @@ modules that ask), candidates, test."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
@@ -50,6 +52,11 @@ class UnlabeledTraining:
             )
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (`loader.num_workers=auto`)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 class ALDataModule(pl.LightningDataModule):
     """Serves the labeled pool for training and the test set for evaluation.
 
@@ -71,7 +78,7 @@ class ALDataModule(pl.LightningDataModule):
         test: Dataset,
         batch_size: int,
         eval_batch_size: int,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         validation: Dataset | None = None,
         unlabeled: tuple[Sequence[int], UnlabeledTraining] | None = None,
         synthetic: Dataset | None = None,
@@ -85,7 +92,7 @@ class ALDataModule(pl.LightningDataModule):
         self.validation = validation
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
+        self.num_workers = available_cpus() if num_workers == "auto" else num_workers
         self.unlabeled_indices, self.unlabeled_training = None, None
         if unlabeled is not None:
             self.unlabeled_indices = np.asarray(unlabeled[0], dtype=np.int64)
@@ -125,6 +132,7 @@ class ALDataModule(pl.LightningDataModule):
             shuffle=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.num_workers > 0 and torch.cuda.is_available(),
         )
 
 

@@ -145,6 +145,10 @@ class MaskedView(PoolView):
             raise ValueError(f"{len(self.indices)} images but {len(masks)} masks")
         self.masks, self.transforms, self.train = masks, transforms, train
 
+    def __getitems__(self, positions: list[int]) -> list:
+        """Per sample: the joint transforms crop each image and its mask together."""
+        return [self[position] for position in positions]
+
     def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.input(position), self.masks.mask(position)
         if self.train:

@@ -1,5 +1,10 @@
 """MNIST, Fashion-MNIST, CIFAR-10/100 (and TA-VAAL's imbalanced CIFAR-10) and SVHN, read by
-torchvision's own dataset classes from `root` in their original formats."""
+torchvision's own dataset classes from `root` in their original formats.
+
+All fit in memory: with `fast_path` (the default) they are decoded once into uint8 tensors and
+transformed batch by batch (al.data.fast); `fast_path=False` serves PIL images through
+torchvision's per-sample transforms — the same augmentations, drawn one image at a time.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,15 @@ from pathlib import Path
 import numpy as np
 from torchvision import datasets
 
-from al.data.base import ALData
-from al.data.vision import ImageArrayInputs, image_transforms, missing_dataset, vision_data
+from al.data.base import ALData, PixelStats
+from al.data.fast import UInt8Images
+from al.data.vision import (
+    ImageArrayInputs,
+    fast_vision_data,
+    image_transforms,
+    missing_dataset,
+    vision_data,
+)
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))  # the TA-VAAL code's
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
@@ -36,19 +48,59 @@ def load(cls: type, name: str, root: str, expected: str, extra_fix: str = "", **
         raise missing_dataset(name, Path(root).resolve(), expected, extra_fix) from None
 
 
-def mnist(root: str, download: bool = False) -> ALData:
+def images_data(
+    pool_images: np.ndarray,
+    pool_targets,
+    test,
+    test_images: np.ndarray,
+    test_targets,
+    num_classes: int,
+    stats: tuple,
+    fast_path: bool,
+    crop_padding: int | None = None,
+    flip: bool = False,
+) -> ALData:
+    """ALData over uint8 images (N×H×W or N×H×W×C) on the fast path, or over the torchvision
+    dataset `test` and PIL images of the pool on the per-sample one."""
+    if fast_path:
+        return fast_vision_data(
+            UInt8Images.from_array(pool_images),
+            UInt8Images.from_array(test_images),
+            pool_targets,
+            test_targets,
+            num_classes,
+            PixelStats(*stats),
+            crop_padding,
+            flip,
+        )
+    transforms = image_transforms(*stats, crop_padding=crop_padding, flip=flip)
+    return vision_data(ImageArrayInputs(pool_images), test, pool_targets, num_classes, transforms)
+
+
+def mnist(root: str, download: bool = False, fast_path: bool = True) -> ALData:
     """MNIST 60k pool / 10k test, no augmentation."""
     expected = f"MNIST/raw/{{{','.join(IDX_FILES)}}}"
     pool, test = (
         load(datasets.MNIST, "mnist", root, expected, train=split, download=download)
         for split in (True, False)
     )
-    inputs = ImageArrayInputs(pool.data.numpy())
-    return vision_data(inputs, test, pool.targets.numpy(), 10, image_transforms(*MNIST_STATS))
+    return images_data(
+        pool.data.numpy(),
+        pool.targets.numpy(),
+        test,
+        test.data.numpy(),
+        test.targets.numpy(),
+        10,
+        MNIST_STATS,
+        fast_path,
+    )
 
 
 def fashion_mnist(
-    root: str, download: bool = False, system_dir: str = "/usr/share/datasets/fashion-mnist"
+    root: str,
+    download: bool = False,
+    system_dir: str = "/usr/share/datasets/fashion-mnist",
+    fast_path: bool = True,
 ) -> ALData:
     """Fashion-MNIST 60k pool / 10k test; also read from the Debian package's IDX files."""
     raw = Path(root) / "FashionMNIST" / "raw"
@@ -68,9 +120,16 @@ def fashion_mnist(
         )
         for split in (True, False)
     )
-    transforms = image_transforms(*FASHION_MNIST_STATS)
-    inputs = ImageArrayInputs(pool.data.numpy())
-    return vision_data(inputs, test, pool.targets.numpy(), 10, transforms)
+    return images_data(
+        pool.data.numpy(),
+        pool.targets.numpy(),
+        test,
+        test.data.numpy(),
+        test.targets.numpy(),
+        10,
+        FASHION_MNIST_STATS,
+        fast_path,
+    )
 
 
 def unpack_idx(source: Path, destination: Path) -> None:
@@ -90,6 +149,7 @@ def cifar10(
     reduced_classes: int = 0,
     reduced_size: int | None = None,
     imbalance_seed: int = 0,
+    fast_path: bool = True,
 ) -> ALData:
     """CIFAR-10 50k pool / 10k test; random crop 32 (padding `crop_padding`: 4 as the codes,
     2 as TA-VAAL §4.2's text), flip, per-channel normalisation.
@@ -106,8 +166,19 @@ def cifar10(
     if reduced_classes:
         keep = imbalanced_indices(targets, reduced_classes, reduced_size, imbalance_seed)
         images, targets = images[keep], targets[keep]
-    transforms = image_transforms(*CIFAR10_STATS, crop_padding=crop_padding, flip=True)
-    return vision_data(ImageArrayInputs(images), test, targets, 10, transforms)
+    test_images, test_targets = test.data, np.asarray(test.targets)
+    return images_data(
+        images,
+        targets,
+        test,
+        test_images,
+        test_targets,
+        10,
+        CIFAR10_STATS,
+        fast_path,
+        crop_padding,
+        True,
+    )
 
 
 def imbalanced_indices(targets: np.ndarray, classes: int, size: int, seed: int) -> np.ndarray:
@@ -122,23 +193,47 @@ def imbalanced_indices(targets: np.ndarray, classes: int, size: int, seed: int) 
     return np.sort(np.concatenate(kept))
 
 
-def cifar100(root: str, download: bool = False, crop_padding: int = 4) -> ALData:
+def cifar100(
+    root: str, download: bool = False, crop_padding: int = 4, fast_path: bool = True
+) -> ALData:
     """CIFAR-100 50k pool / 10k test (fine labels), CIFAR augmentation."""
     expected = "cifar-100-python/{train,test,meta}"
     pool, test = (
         load(datasets.CIFAR100, "cifar100", root, expected, train=split, download=download)
         for split in (True, False)
     )
-    transforms = image_transforms(*CIFAR100_STATS, crop_padding=crop_padding, flip=True)
-    return vision_data(ImageArrayInputs(pool.data), test, pool.targets, 100, transforms)
+    test_targets = np.asarray(test.targets)
+    return images_data(
+        pool.data,
+        pool.targets,
+        test,
+        test.data,
+        test_targets,
+        100,
+        CIFAR100_STATS,
+        fast_path,
+        crop_padding,
+        True,
+    )
 
 
-def svhn(root: str, download: bool = False, crop_padding: int = 4) -> ALData:
+def svhn(
+    root: str, download: bool = False, crop_padding: int = 4, fast_path: bool = True
+) -> ALData:
     """SVHN 73,257 pool / 26,032 test; random crop (no flip: digits are not symmetric)."""
     pool, test = (
         load(datasets.SVHN, "svhn", root, f"{split}_32x32.mat", split=split, download=download)
         for split in ("train", "test")
     )
-    transforms = image_transforms(*SVHN_STATS, crop_padding=crop_padding)
-    images = ImageArrayInputs(pool.data.transpose(0, 2, 3, 1))  # stored N×C×H×W
-    return vision_data(images, test, pool.labels, 10, transforms)
+    pool_images, test_images = (split.data.transpose(0, 2, 3, 1) for split in (pool, test))
+    return images_data(  # stored N×C×H×W
+        pool_images,
+        pool.labels,
+        test,
+        test_images,
+        test.labels,
+        10,
+        SVHN_STATS,
+        fast_path,
+        crop_padding,
+    )

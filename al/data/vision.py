@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from al.data.base import ALData, PixelStats, PoolInputs
+from al.data.fast import BatchTransform, UInt8Images
 from al.errors import ConfigError, DataError
 
 
@@ -115,6 +116,30 @@ def vision_data(
     return ALData(
         pool=PoolInputs(pool_inputs, transforms.train, transforms.eval, transforms.stats),
         test=TransformedView(test, transforms.eval),
+        pool_targets=np.asarray(pool_targets, dtype=np.int64),
+        num_classes=num_classes,
+    )
+
+
+def fast_vision_data(
+    pool_images: UInt8Images,
+    test_images: UInt8Images,
+    pool_targets: Sequence[int],
+    test_targets: Sequence[int],
+    num_classes: int,
+    stats: PixelStats,
+    crop_padding: int | None = None,
+    flip: bool = False,
+) -> ALData:
+    """ALData on the fast path (al.data.fast): decoded uint8 images, batched transforms — the
+    same augmentation and normalisation as `image_transforms(mean, std, crop_padding, flip)`."""
+    train = BatchTransform(stats, crop_padding, flip)
+    evaluate = BatchTransform(stats)
+    test = PoolInputs(test_images, evaluate, evaluate, stats)
+    test_labels = np.asarray(test_targets, dtype=np.int64)
+    return ALData(
+        pool=PoolInputs(pool_images, train, evaluate, stats),
+        test=test.labeled(range(len(test_images)), test_labels, train=False),
         pool_targets=np.asarray(pool_targets, dtype=np.int64),
         num_classes=num_classes,
     )

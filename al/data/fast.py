@@ -1,0 +1,92 @@
+"""The fast data path: a dataset that fits in memory is decoded once into a uint8 tensor, and
+its augmentations (random crop of a zero-padded image, horizontal flip) and normalisation run
+on whole batches — one tensor operation per batch instead of a PIL pipeline per image.
+
+Views of the pool (`PoolView.__getitems__`) take this path whenever their inputs can be read
+as a batch and their transform applies to one; the DataLoader then fetches a batch with one
+call. The same tensors reach the training loader, the selectors' loaders and the test set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from al.data.base import PixelStats
+
+
+class UInt8Images(Dataset):
+    """Decoded images (N, C, H, W), uint8; `[i]` is one, `batch(indices)` many (no labels)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(
+                f"expected (N, C, H, W) uint8 images, got {images.dtype} {tuple(images.shape)}"
+            )
+        self.images = images
+
+    @classmethod
+    def from_array(cls, array: np.ndarray, channels_last: bool = True) -> UInt8Images:
+        """From N×H×W (grayscale), N×H×W×C (`channels_last`) or N×C×H×W uint8 arrays."""
+        array = np.asarray(array)
+        if array.ndim == 3:
+            array = array[:, None]
+        elif channels_last:
+            array = array.transpose(0, 3, 1, 2)
+        return cls(torch.from_numpy(np.ascontiguousarray(array)))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+    def batch(self, indices: Sequence[int]) -> torch.Tensor:
+        return self.images[torch.as_tensor(np.asarray(indices, dtype=np.int64))]
+
+
+@dataclass(frozen=True)
+class BatchTransform:
+    """uint8 images → pixels in [0, 1] → (training) a random `size`×`size` crop of the image
+    zero-padded by `crop_padding` on every side and a horizontal flip with probability ½ →
+    normalised by `stats`: torchvision's RandomCrop(size, padding), RandomHorizontalFlip,
+    ToTensor, Normalize, drawn per image from torch's generator, applied to a whole batch."""
+
+    stats: PixelStats
+    crop_padding: int | None = None
+    flip: bool = False
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return self.batch(image[None])[0]
+
+    def batch(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = images.float() / 255
+        if self.crop_padding is not None:
+            pixels = random_crops(pixels, self.crop_padding)
+        if self.flip:
+            pixels = random_flips(pixels)
+        return self.stats.to_inputs(pixels)
+
+
+def random_crops(pixels: torch.Tensor, padding: int) -> torch.Tensor:
+    """Each image's window of its own size at a uniformly drawn offset of the image padded
+    with `padding` zeros on every side."""
+    batch, _, height, width = pixels.shape
+    padded = F.pad(pixels, (padding, padding, padding, padding))
+    offsets = torch.randint(0, 2 * padding + 1, (batch, 2))
+    rows = offsets[:, :1] + torch.arange(height)  # (B, H)
+    cols = offsets[:, 1:] + torch.arange(width)  # (B, W)
+    samples = torch.arange(batch)[:, None, None]
+    window = padded.permute(0, 2, 3, 1)[samples, rows[:, :, None], cols[:, None, :]]
+    return window.permute(0, 3, 1, 2).contiguous()
+
+
+def random_flips(pixels: torch.Tensor) -> torch.Tensor:
+    """Each image mirrored left-right with probability ½."""
+    flipped = torch.rand(len(pixels)) < 0.5
+    return torch.where(flipped[:, None, None, None], pixels.flip(-1), pixels)

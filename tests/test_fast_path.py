@@ -1,0 +1,111 @@
+"""The fast data path against torchvision's per-sample pipeline: the same test-time inputs,
+the same distribution of crops and flips, one transform call per batch, seeded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from fake_data import write_cifar10, write_idx, write_svhn
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision import datasets
+from torchvision import transforms as T
+
+from al.data import datamodule_for
+from al.data.base import PixelStats
+from al.data.fast import BatchTransform, UInt8Images
+from al.data.torchvision_data import cifar10, mnist, svhn
+
+from conftest import compose_config
+
+
+@pytest.fixture
+def fake_root(tmp_path, monkeypatch):
+    write_idx(tmp_path / "MNIST" / "raw", train=40, test=20)
+    for key, value in write_cifar10(tmp_path, per_batch=10, test=20).items():
+        monkeypatch.setattr(datasets.CIFAR10, key, value)
+    monkeypatch.setattr(datasets.SVHN, "split_list", write_svhn(tmp_path, train=40, test=20))
+    return tmp_path
+
+
+@pytest.mark.parametrize("loader", [cifar10, mnist, svhn])
+def test_both_paths_give_the_same_test_time_inputs(fake_root, loader):
+    fast, slow = loader(str(fake_root), fast_path=True), loader(str(fake_root), fast_path=False)
+    assert isinstance(fast.pool.inputs, UInt8Images)
+    for position in (0, 7, 39):
+        torch.testing.assert_close(
+            fast.pool.unlabeled([position])[0][0], slow.pool.unlabeled([position])[0][0]
+        )
+    fast_x, fast_y = next(iter(DataLoader(fast.test, batch_size=20)))
+    slow_x, slow_y = next(iter(DataLoader(slow.test, batch_size=20)))
+    torch.testing.assert_close(fast_x, slow_x)
+    assert torch.equal(fast_y, slow_y)
+    assert np.array_equal(fast.pool_targets, slow.pool_targets)
+
+
+def crop_histogram(crops: torch.Tensor, padding: int) -> tuple[np.ndarray, float]:
+    """Counts of each crop offset (dy, dx) ∈ [−p, p]² and the fraction of flipped crops, read
+    off 4×4 crops of the image whose pixels are 1 … 16 (row-major, none 0)."""
+    image = torch.arange(1, 17, dtype=torch.float32).reshape(4, 4)
+    shifted = {}
+    for dy in range(-padding, padding + 1):
+        for dx in range(-padding, padding + 1):
+            padded = torch.nn.functional.pad(image, (padding,) * 4)
+            window = padded[padding + dy : padding + dy + 4, padding + dx : padding + dx + 4]
+            shifted[(dy, dx, False)] = window
+            shifted[(dy, dx, True)] = window.flip(-1)
+    counts = np.zeros((2 * padding + 1, 2 * padding + 1), dtype=np.int64)
+    flips = 0
+    for crop in crops:
+        matches = [key for key, window in shifted.items() if torch.equal(window, crop)]
+        dy, dx, flipped = matches[0]  # a symmetric window matches both flips: either counts
+        counts[dy + padding, dx + padding] += 1
+        flips += flipped
+    return counts, flips / len(crops)
+
+
+def chi_square_of_uniform(counts: np.ndarray) -> float:
+    expected = counts.sum() / counts.size
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+def test_fast_crops_and_flips_are_distributed_as_torchvisions():
+    """Both give every offset in [−2, 2]² and a flip equally often; χ² of 25 cells stays far
+    below its 0.1 % critical value (51.2) at these seeds, for both."""
+    stats, padding, draws = PixelStats((0.0,), (1 / 255,)), 2, 2500
+    image = np.arange(1, 17, dtype=np.uint8).reshape(4, 4)
+    torch.manual_seed(0)
+    fast = BatchTransform(stats, crop_padding=padding, flip=True)
+    fast_crops = fast.batch(torch.from_numpy(image)[None, None].expand(draws, 1, 4, 4))
+    fast_crops = fast_crops[:, 0].round()
+    slow = T.Compose([T.RandomCrop(4, padding=padding), T.RandomHorizontalFlip(), T.PILToTensor()])
+    slow_crops = torch.stack([slow(Image.fromarray(image))[0].float() for _ in range(draws)])
+    for crops in (fast_crops, slow_crops):
+        counts, flipped = crop_histogram(crops, padding)
+        assert counts.min() > 0 and chi_square_of_uniform(counts) < 51.2
+        assert abs(flipped - 0.5) < 0.04
+
+
+def test_the_loader_transforms_each_batch_once_and_is_seeded(fake_root, monkeypatch):
+    data = cifar10(str(fake_root))
+    calls = []
+    batch = BatchTransform.batch
+    monkeypatch.setattr(
+        BatchTransform, "batch", lambda self, x: calls.append(len(x)) or batch(self, x)
+    )
+    datamodule = datamodule_for(data, np.arange(40), batch_size=16, eval_batch_size=32)
+    torch.manual_seed(3)
+    first = [x for x, _ in datamodule.train_dataloader()]
+    assert calls == [16, 16, 8]
+    torch.manual_seed(3)
+    again = [x for x, _ in datamodule.train_dataloader()]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0], data.pool.unlabeled(range(16))[0][0])  # augmented
+
+
+def test_the_fast_path_is_the_default_and_can_be_switched_off():
+    for name in ("mnist", "fashion_mnist", "cifar10", "cifar10_imb100", "cifar100", "svhn"):
+        assert compose_config(f"dataset={name}").dataset.build.fast_path is True
+    cfg = compose_config("dataset=cifar10", "dataset.fast_path=false")
+    assert cfg.dataset.build.fast_path is False

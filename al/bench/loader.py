@@ -112,6 +112,8 @@ def run(settings: Settings) -> list[Figure]:
                     "per-sample torchvision pipeline",
                     [s / f for s, f in pairs],
                     {
+                        "seconds": [f for _, f in pairs],
+                        "baseline_seconds": [s for s, _ in pairs],
                         "fast_images_per_second": [images / f for _, f in pairs],
                         "per_sample_images_per_second": [images / s for s, _ in pairs],
                     },

@@ -52,10 +52,11 @@ class UInt8Images(Dataset):
 
 @dataclass(frozen=True)
 class BatchTransform:
-    """uint8 images → pixels in [0, 1] → (training) a random `size`×`size` crop of the image
-    zero-padded by `crop_padding` on every side and a horizontal flip with probability ½ →
+    """uint8 images → (training) a random crop of their own size from the image zero-padded by
+    `crop_padding` on every side and a horizontal flip with probability ½ → pixels in [0, 1]
     normalised by `stats`: torchvision's RandomCrop(size, padding), RandomHorizontalFlip,
-    ToTensor, Normalize, drawn per image from torch's generator, applied to a whole batch."""
+    ToTensor, Normalize, drawn per image from torch's generator, applied to a whole batch (of
+    uint8 images: a quarter of the memory traffic of floats)."""
 
     stats: PixelStats
     crop_padding: int | None = None
@@ -65,28 +66,29 @@ class BatchTransform:
         return self.batch(image[None])[0]
 
     def batch(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = images.float() / 255
         if self.crop_padding is not None:
-            pixels = random_crops(pixels, self.crop_padding)
+            images = random_crops(images, self.crop_padding)
         if self.flip:
-            pixels = random_flips(pixels)
-        return self.stats.to_inputs(pixels)
+            images = random_flips(images)
+        return self.stats.to_inputs(images.float() / 255)
 
 
-def random_crops(pixels: torch.Tensor, padding: int) -> torch.Tensor:
+def random_crops(images: torch.Tensor, padding: int) -> torch.Tensor:
     """Each image's window of its own size at a uniformly drawn offset of the image padded
-    with `padding` zeros on every side."""
-    batch, _, height, width = pixels.shape
-    padded = F.pad(pixels, (padding, padding, padding, padding))
+    with `padding` zeros on every side: one gather over the flattened padded images."""
+    batch, channels, height, width = images.shape
+    padded = F.pad(images, (padding, padding, padding, padding))
+    padded_width = width + 2 * padding
     offsets = torch.randint(0, 2 * padding + 1, (batch, 2))
     rows = offsets[:, :1] + torch.arange(height)  # (B, H)
     cols = offsets[:, 1:] + torch.arange(width)  # (B, W)
-    samples = torch.arange(batch)[:, None, None]
-    window = padded.permute(0, 2, 3, 1)[samples, rows[:, :, None], cols[:, None, :]]
-    return window.permute(0, 3, 1, 2).contiguous()
+    index = (rows[:, :, None] * padded_width + cols[:, None, :]).reshape(batch, 1, -1)
+    flat = padded.reshape(batch, channels, -1)
+    window = flat.gather(2, index.expand(batch, channels, height * width))
+    return window.reshape(batch, channels, height, width)
 
 
-def random_flips(pixels: torch.Tensor) -> torch.Tensor:
+def random_flips(images: torch.Tensor) -> torch.Tensor:
     """Each image mirrored left-right with probability ½."""
-    flipped = torch.rand(len(pixels)) < 0.5
-    return torch.where(flipped[:, None, None, None], pixels.flip(-1), pixels)
+    flipped = torch.rand(len(images)) < 0.5
+    return torch.where(flipped[:, None, None, None], images.flip(-1), images)

@@ -42,22 +42,41 @@ def built_module_forward(cfg):
     instantiate(cfg.method.selector)
 
 
-@pytest.mark.parametrize(
-    ("dataset", "model"), list(itertools.product(options("dataset"), options("model")))
-)
-def test_every_dataset_and_model_compose_and_build(dataset, model):
-    """Models of the dataset's task build and run on its inputs; any other is refused."""
+def task_of(group: str, option: str) -> str:
+    """The task of a dataset config, or the task a model config's class supports."""
+    cfg = compose_config(f"{group}={option}", *SET_BY_USER.get(option, []))
+    return build(cfg.dataset.task).name if group == "dataset" else model_task(cfg)
+
+
+DATASET_TASKS = {dataset: task_of("dataset", dataset) for dataset in options("dataset")}
+MODEL_TASKS = {model: task_of("model", model) for model in options("model") if model != "auto"}
+MATCHING = [
+    (dataset, model)
+    for dataset, model in itertools.product(options("dataset"), options("model"))
+    if model == "auto" or MODEL_TASKS[model] == DATASET_TASKS[dataset]
+]
+
+
+@pytest.mark.parametrize(("dataset", "model"), MATCHING)
+def test_every_dataset_and_model_of_its_task_compose_and_build(dataset, model):
     cfg = compose_config(f"dataset={dataset}", f"model={model}", *SET_BY_USER.get(dataset, []))
-    task = build(cfg.dataset.task)
-    if model_task(cfg) != task.name:
-        with pytest.raises(ConfigError, match=rf"the model .* not the dataset's task {task.name}"):
-            check_task(cfg, task, Budget(initial=1, query=1, stages=1))
-        return
     if model not in ("mlp", "auto") and len(cfg.dataset.input_shape) != 3:
         with pytest.raises(ConfigError, match=rf"model={model} needs image input.*use model=mlp"):
             build_module(cfg, cfg.dataset.num_classes)
         return
     built_module_forward(cfg)
+
+
+@pytest.mark.parametrize("model", sorted(MODEL_TASKS))
+def test_a_model_of_another_task_is_refused(model):
+    """Every model against a dataset of each other task: refused before anything is built."""
+    for dataset in ("digits", "shapes_seg"):
+        cfg = compose_config(f"dataset={dataset}", f"model={model}")
+        task = build(cfg.dataset.task)
+        if MODEL_TASKS[model] == task.name:
+            continue
+        with pytest.raises(ConfigError, match=rf"the model .* not the dataset's task {task.name}"):
+            check_task(cfg, task, Budget(initial=1, query=1, stages=1))
 
 
 def one_method_per_task_module() -> list[str]:
@@ -74,9 +93,7 @@ def test_every_method_composes_and_builds(method):
     built_module_forward(compose_config("dataset=digits", f"method={method}"))
 
 
-CLASSIFICATION_MODELS = [
-    m for m in options("model") if model_task(compose_config(f"model={m}")) == "classification"
-]
+CLASSIFICATION_MODELS = [m for m, task in MODEL_TASKS.items() if task == "classification"]
 
 
 @pytest.mark.parametrize(

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra.utils import get_class
+from hydra.utils import get_class, instantiate
 
 from al.budget import Budget
 from al.data import ALData
 from al.data.base import PixelStats
 from al.data.segmentation import MaskArray, MaskTargets, SegmentationTransforms
 from al.data.shapes import shapes_seg
-from al.errors import ConfigError
-from al.loop import build_data, run, run_stage
+from al.errors import ConfigError, build
+from al.loop import build_data, check_task, run, run_stage
 from al.methods.bald import bald, max_entropy, variation_ratios
 from al.methods.dast_al import log_epmcm_bound, pixel_log_bounds
 from al.methods.entropy import EntropySelector, entropy
@@ -65,9 +65,6 @@ SEG_METHODS = [
     "ta_vaal",
     "vaal",
 ]
-# The VAE-based selectors with a narrow VAE at the images' own 16 px.
-SMALL_VAE = ["method.selector.channels=[8,16,32,64]", "method.selector.image_size=16"]
-SEG_FASTER = {"vaal": SMALL_VAE, "ta_vaal": SMALL_VAE, "sraal": SMALL_VAE}
 TASK = Segmentation(ignore_index=255)
 
 
@@ -212,7 +209,7 @@ def test_training_transforms_crop_and_flip_image_and_mask_together():
 
 
 def seg_config(method: str, *overrides: str):
-    faster = [*FASTER.get(method, []), *SEG_FASTER.get(method, [])]
+    faster = FASTER.get(method, [])
     return compose_config(*SEG_TINY, f"method={method}", *faster, *overrides)
 
 
@@ -267,3 +264,13 @@ def test_what_does_not_support_segmentation_is_refused_before_anything_is_writte
         run(compose_config(*SEG_TINY, *overrides), tmp_path / "run")
     assert named in str(error.value)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("method", SEG_METHODS)
+def test_every_segmentation_method_composes_with_cityscapes(method):
+    """Cityscapes' task, model (DRN-D-22) and the method agree before anything is built."""
+    cfg = compose_config("dataset=cityscapes", f"method={method}")
+    task = build(cfg.dataset.task)
+    check_task(cfg, task, Budget(**cfg.budget))
+    assert task.name == "segmentation" and cfg.model._target_ == "al.models.drn.DrnD22Seg"
+    instantiate(cfg.method.selector)

@@ -65,6 +65,7 @@ def test_lpm_on_all_methods_reproduces_the_ta_vaal_code(method):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["resnet18", "vgg16"])
 @pytest.mark.parametrize("method", ["bald", "coreset", "learning_loss"])
 def test_paper_backbones_run_two_stages_on_digits(tiny_config, tmp_path, method, model):

@@ -1,4 +1,8 @@
-"""Datasets stored as class folders: Caltech101 (TA-VAAL's split) and a user's image folder."""
+"""Datasets stored as class folders: Caltech101 (TA-VAAL's split) and a user's image folder.
+
+Both decode each image from its file per sample; with `fast_path` every pool and test image is
+decoded and resized once instead, into uint8 tensors transformed batch by batch (al.data.fast).
+"""
 
 from __future__ import annotations
 
@@ -18,9 +22,11 @@ from torchvision import datasets
 from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-from al.data.base import ALData
+from al.data.base import ALData, PixelStats
+from al.data.fast import UInt8Images
 from al.data.vision import (
     ImageFileInputs,
+    fast_vision_data,
     image_transforms,
     missing_dataset,
     read_image,
@@ -74,10 +80,12 @@ def caltech101(
     image_size: int = 224,
     test_size: int = 1019,
     split_seed: int = 0,
+    fast_path: bool = False,
 ) -> ALData:
     """Caltech101's 9,144 images in 102 folders (101 categories and BACKGROUND_Google, as
     TA-VAAL's 8,125 / 1,019 split counts them), split once, stratified and seeded; resized to
-    `image_size`, horizontal flip for training, ImageNet normalisation."""
+    `image_size`, horizontal flip for training, ImageNet normalisation. `fast_path` decodes
+    pool and test once (at 224 px, 1.4 GB in memory)."""
     if download:
         datasets.Caltech101(root, download=download)
     folder = Path(root) / "caltech101" / "101_ObjectCategories"
@@ -90,6 +98,16 @@ def caltech101(
         np.arange(len(targets)), test_size=test_size, stratify=targets, random_state=split_seed
     )
     pool_ids, test_ids = np.sort(pool_ids), np.sort(test_ids)
+    if fast_path:
+        return decoded_data(
+            [paths[i] for i in pool_ids],
+            targets[pool_ids],
+            [paths[i] for i in test_ids],
+            targets[test_ids],
+            len(classes),
+            PixelStats(*IMAGENET_STATS),
+            image_size,
+        )
     transforms = image_transforms(*IMAGENET_STATS, flip=True, size=image_size, rgb=True)
     pool = ImageFileInputs([paths[i] for i in pool_ids])
     test = Subset(ImageFiles(paths, targets), test_ids)
@@ -102,10 +120,12 @@ def image_folder(
     test_fraction: float = 0.2,
     split_seed: int = 0,
     skip_bad_files: bool = False,
+    fast_path: bool = False,
 ) -> ALData:
     """`root/train/<class>/*` and `root/test/<class>/*` (without a test folder: a seeded,
     stratified `test_fraction` of train), resized to `image_size`, RGB, flip for training,
-    normalised by the pool's per-channel statistics.
+    normalised by the pool's per-channel statistics; `fast_path` decodes the readable images
+    once into memory (3 × `image_size`² bytes each).
 
     Every image is decoded once when the folder is first used (the result and the statistics
     are cached in `root`, keyed by the files' names, sizes and times): an unreadable file stops
@@ -140,9 +160,46 @@ def image_folder(
     check_bad(scan["bad"], skip_bad_files)
     pool_paths, pool_targets = without_bad(pool_paths, pool_targets, set(scan["bad"]))
     test_paths, test_targets = without_bad(test_paths, test_targets, set(scan["bad"]))
+    if fast_path:
+        stats = PixelStats(tuple(scan["mean"]), tuple(scan["std"]))
+        return decoded_data(
+            pool_paths, pool_targets, test_paths, test_targets, len(classes), stats, image_size
+        )
     transforms = image_transforms(scan["mean"], scan["std"], flip=True, size=image_size, rgb=True)
     test = ImageFiles(test_paths, test_targets)
     return vision_data(ImageFileInputs(pool_paths), test, pool_targets, len(classes), transforms)
+
+
+def decoded_data(
+    pool_paths: list[str],
+    pool_targets: np.ndarray,
+    test_paths: list[str],
+    test_targets: np.ndarray,
+    num_classes: int,
+    stats: PixelStats,
+    image_size: int,
+) -> ALData:
+    """ALData on the fast path over the images at the paths, decoded once; flip for training
+    and normalisation by `stats`, as the per-sample path."""
+    pool, test = decoded(pool_paths, image_size), decoded(test_paths, image_size)
+    megabytes = (pool.images.nbytes + test.images.nbytes) / 1e6
+    log.info(
+        "Fast data path: %d pool and %d test images decoded at %d px, %.1f MB in memory",
+        len(pool),
+        len(test),
+        image_size,
+        megabytes,
+    )
+    return fast_vision_data(pool, test, pool_targets, test_targets, num_classes, stats, flip=True)
+
+
+def decoded(paths: list[str], image_size: int) -> UInt8Images:
+    """The RGB images at `paths`, resized to `image_size` as the per-sample path resizes them."""
+    resize = T.Compose([T.Resize((image_size, image_size)), T.PILToTensor()])
+    images = torch.empty((len(paths), 3, image_size, image_size), dtype=torch.uint8)
+    for i, path in enumerate(paths):
+        images[i] = resize(read_image(path))
+    return UInt8Images(images)
 
 
 def without_bad(

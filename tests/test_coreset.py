@@ -6,8 +6,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
+from al.methods import coreset
 from al.methods.coreset import CoresetSelector, k_center_greedy
 from al.methods.selector import SelectionRequest
 
@@ -127,3 +129,17 @@ def test_candidates_that_duplicate_labeled_samples_tie_at_zero_as_exact_differen
     assert picks[:5].tolist() == [5 + p for p in brute_force_k_center(distinct, centers, 5)]
     assert picks[5:].tolist() == [0, 1, 2, 3, 4, 10, 11]
     assert (radii[5:] == 0).all()
+
+
+@pytest.mark.parametrize("block_bytes", [4 * 3 * 7, 2**20])
+def test_the_blocked_update_gives_the_bits_of_the_plain_one(monkeypatch, block_bytes):
+    """Blocks of 7 rows (not dividing 50) or one block: min(nearest, (x − c)².sum(1)) exactly."""
+    monkeypatch.setattr(coreset, "CACHE_BLOCK_BYTES", block_bytes)
+    generator = torch.Generator().manual_seed(4)
+    candidates = torch.randn(50, 3, generator=generator) * 1e3
+    nearest = torch.rand(50, generator=generator) * 1e6
+    expected = torch.minimum(nearest, (candidates - candidates[9]).square().sum(dim=1))
+    buffer = coreset.update_buffer(candidates)
+    assert len(buffer) == (7 if block_bytes < 100 else 50)
+    coreset.nearest_update(candidates, candidates[9], nearest, buffer)
+    assert torch.equal(nearest, expected)

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from sklearn.metrics import pairwise_distances
 
+from al.methods.coreset import nearest_update, update_buffer
+
 
 def reference_k_center(candidates: np.ndarray, centers: np.ndarray, k: int) -> list[int]:
     """The reference codes' greedy (Sener & Savarese; google/active-learning's kcenter_greedy):
@@ -25,14 +27,14 @@ def reference_k_center(candidates: np.ndarray, centers: np.ndarray, k: int) -> l
 
 def floor_k_center(candidates: torch.Tensor, nearest: torch.Tensor, k: int) -> list[int]:
     """The greedy's physical limit: given the nearest-center distances, each pick reads every
-    candidate once (distance to the new center, min, argmax) — no first pass at all."""
-    nearest = nearest.clone()
+    candidate once (distance to the new center, min, argmax) — no first pass at all — with
+    the same cache-blocked exact update as Core-set (`coreset.nearest_update`)."""
+    nearest, buffer = nearest.clone(), update_buffer(candidates)
     picks = []
     for _ in range(k):
         pick = int(torch.argmax(nearest))
         picks.append(pick)
-        update = (candidates - candidates[pick]).square().sum(dim=1)
-        nearest = torch.minimum(nearest, update)
+        nearest_update(candidates, candidates[pick], nearest, buffer)
         nearest[pick] = -1.0
     return picks
 

@@ -87,15 +87,45 @@ def k_center_greedy(
     distance (not squared) each had to its nearest center when picked.
     """
     nearest = min_distances(candidates, centers, chunk)
+    buffer = update_buffer(candidates)
     picks, radii = [], []
     for _ in range(k):
         pick = int(torch.argmax(nearest))
         picks.append(pick)
         radii.append(nearest[pick].sqrt())
-        update = (candidates - candidates[pick]).square().sum(dim=1)
-        nearest = torch.minimum(nearest, update)
+        nearest_update(candidates, candidates[pick], nearest, buffer)
         nearest[pick] = -1.0
     return torch.tensor(picks, dtype=torch.long), torch.stack(radii).cpu()
+
+
+# Rows per block of the per-pick update on a CPU: blocks of about 1 MB stay in the cache.
+CACHE_BLOCK_BYTES = 2**20
+
+
+def update_buffer(candidates: torch.Tensor) -> torch.Tensor:
+    """Scratch rows for `nearest_update`: a cache-sized block on a CPU; on a GPU the whole
+    pool (one kernel per step beats many small ones)."""
+    row_bytes = candidates.shape[1] * candidates.element_size()
+    rows = max(1, CACHE_BLOCK_BYTES // row_bytes) if candidates.device.type == "cpu" else None
+    rows = len(candidates) if rows is None else min(rows, len(candidates))
+    return torch.empty(
+        (rows, candidates.shape[1]), dtype=candidates.dtype, device=candidates.device
+    )
+
+
+def nearest_update(
+    candidates: torch.Tensor, center: torch.Tensor, nearest: torch.Tensor, buffer: torch.Tensor
+) -> None:
+    """nearest ← min(nearest, ‖x − center‖²) for every candidate x, in place: explicit
+    differences (the same bits as `(x − center).square().sum(1)`), block by block through
+    `buffer`, so each pick reads the candidates once and allocates no N×d temporaries."""
+    rows = len(buffer)
+    for start in range(0, len(candidates), rows):
+        block = candidates[start : start + rows]
+        differences = buffer[: len(block)]
+        torch.sub(block, center, out=differences)
+        part = nearest[start : start + rows]
+        torch.minimum(part, differences.square_().sum(dim=1), out=part)
 
 
 class CoresetSelector(Selector):

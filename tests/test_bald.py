@@ -133,6 +133,7 @@ def test_a_run_without_model_dropout_stops_before_training(tiny_config, tmp_path
     assert not list(tmp_path.glob("state/stage_*.pt"))
 
 
+@pytest.mark.slow
 def test_the_refusal_is_one_line_naming_the_fix(tmp_path):
     done = train_command(tmp_path, "method=bald")
     assert done.returncode == 2

@@ -53,6 +53,7 @@ def test_picks_are_distinct_even_among_duplicates():
     assert sorted(picks.tolist()) == list(range(10))
 
 
+@pytest.mark.slow
 def test_large_pool_needs_megabytes_not_the_distance_matrix():
     # 200k × 200k float32 distances would take 160 GB.
     script = textwrap.dedent(

@@ -100,6 +100,7 @@ def test_two_process_run_and_its_resume_keep_one_pool_and_one_writer(tmp_path):
     assert len((tmp_path / "stages.csv").read_text().splitlines()) == 1 + 4
 
 
+@pytest.mark.slow
 def test_multirun_that_would_spawn_ranks_is_refused_before_any_work(tmp_path):
     refused = subprocess.run(
         [sys.executable, "-m", "al.train", "-m", *DDP, "seed=0,1", f"hydra.sweep.dir={tmp_path}"],

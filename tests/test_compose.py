@@ -163,6 +163,7 @@ def test_unknown_option_fails_with_hydras_message():
         compose_config("method=nope")
 
 
+@pytest.mark.slow
 def test_command_line_reports_unknown_option_and_exits_nonzero(tmp_path):
     result = train_command(tmp_path, "method=nope")
     assert result.returncode != 0

@@ -9,8 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_data import (
+    write_cifar10,
+    write_cifar100,
+    write_idx,
+    write_image_folders,
+    write_svhn,
+)
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from torchvision import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -129,3 +137,25 @@ def tiny_config():
         return compose_config(*TINY, *overrides)
 
     return make
+
+
+def patch_checksums(monkeypatch, cls, lists: dict) -> None:
+    for key, value in lists.items():
+        monkeypatch.setattr(cls, key, value)
+
+
+@pytest.fixture
+def fake_root(tmp_path, monkeypatch):
+    """A data root holding every dataset in its real format, a few dozen images each."""
+    write_idx(tmp_path / "MNIST" / "raw", train=40, test=20)
+    write_idx(tmp_path / "debian-fashion-mnist", train=40, test=20, compress=True)
+    patch_checksums(monkeypatch, datasets.CIFAR10, write_cifar10(tmp_path, per_batch=10, test=20))
+    patch_checksums(monkeypatch, datasets.CIFAR100, write_cifar100(tmp_path, train=40, test=20))
+    monkeypatch.setattr(datasets.SVHN, "split_list", write_svhn(tmp_path, train=40, test=20))
+    categories = tmp_path / "caltech101" / "101_ObjectCategories"
+    write_image_folders(categories, classes=4, per_class=8, size=40, suffix="jpg")
+    write_image_folders(
+        tmp_path / "images" / "train", classes=3, per_class=10, size=20, suffix="png"
+    )
+    write_image_folders(tmp_path / "images" / "test", classes=3, per_class=4, size=20, suffix="png")
+    return tmp_path

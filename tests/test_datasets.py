@@ -10,15 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fake_data import (
-    write_cifar10,
-    write_cifar100,
-    write_idx,
-    write_image_folders,
-    write_svhn,
-)
 from PIL import Image
-from torchvision import datasets
 
 from al.data import datamodule_for
 from al.data.folders import caltech101, image_folder
@@ -29,28 +21,6 @@ from al.loop import build_data, run
 from conftest import compose_config
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-def patch_checksums(monkeypatch, cls, lists: dict) -> None:
-    for key, value in lists.items():
-        monkeypatch.setattr(cls, key, value)
-
-
-@pytest.fixture
-def fake_root(tmp_path, monkeypatch):
-    """A data root holding every dataset in its real format, a few dozen images each."""
-    write_idx(tmp_path / "MNIST" / "raw", train=40, test=20)
-    write_idx(tmp_path / "debian-fashion-mnist", train=40, test=20, compress=True)
-    patch_checksums(monkeypatch, datasets.CIFAR10, write_cifar10(tmp_path, per_batch=10, test=20))
-    patch_checksums(monkeypatch, datasets.CIFAR100, write_cifar100(tmp_path, train=40, test=20))
-    monkeypatch.setattr(datasets.SVHN, "split_list", write_svhn(tmp_path, train=40, test=20))
-    categories = tmp_path / "caltech101" / "101_ObjectCategories"
-    write_image_folders(categories, classes=4, per_class=8, size=40, suffix="jpg")
-    write_image_folders(
-        tmp_path / "images" / "train", classes=3, per_class=10, size=20, suffix="png"
-    )
-    write_image_folders(tmp_path / "images" / "test", classes=3, per_class=4, size=20, suffix="png")
-    return tmp_path
 
 
 def test_loaders_read_the_real_formats(fake_root):

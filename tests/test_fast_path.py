@@ -6,10 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from fake_data import write_cifar10, write_idx, write_svhn
 from PIL import Image
 from torch.utils.data import DataLoader
-from torchvision import datasets
 from torchvision import transforms as T
 
 from al.data import datamodule_for
@@ -18,15 +16,6 @@ from al.data.fast import BatchTransform, UInt8Images
 from al.data.torchvision_data import cifar10, mnist, svhn
 
 from conftest import compose_config
-
-
-@pytest.fixture
-def fake_root(tmp_path, monkeypatch):
-    write_idx(tmp_path / "MNIST" / "raw", train=40, test=20)
-    for key, value in write_cifar10(tmp_path, per_batch=10, test=20).items():
-        monkeypatch.setattr(datasets.CIFAR10, key, value)
-    monkeypatch.setattr(datasets.SVHN, "split_list", write_svhn(tmp_path, train=40, test=20))
-    return tmp_path
 
 
 @pytest.mark.parametrize("loader", [cifar10, mnist, svhn])

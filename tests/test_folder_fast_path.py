@@ -8,7 +8,6 @@ import logging
 import numpy as np
 import pytest
 import torch
-from fake_data import write_image_folders
 from torch.utils.data import DataLoader
 
 from al.data.fast import UInt8Images
@@ -22,18 +21,6 @@ LOADERS = {
     "image_folder": lambda root, **kw: image_folder(str(root / "images"), image_size=16, **kw),
     "caltech101": lambda root, **kw: caltech101(str(root), image_size=24, test_size=8, **kw),
 }
-
-
-@pytest.fixture
-def fake_root(tmp_path):
-    """Caltech101's folders and an image folder with train/ and test/, as test_datasets'."""
-    categories = tmp_path / "caltech101" / "101_ObjectCategories"
-    write_image_folders(categories, classes=4, per_class=8, size=40, suffix="jpg")
-    write_image_folders(
-        tmp_path / "images" / "train", classes=3, per_class=10, size=20, suffix="png"
-    )
-    write_image_folders(tmp_path / "images" / "test", classes=3, per_class=4, size=20, suffix="png")
-    return tmp_path
 
 
 @pytest.mark.parametrize("name", sorted(LOADERS))

@@ -9,18 +9,16 @@ call. The same tensors reach the training loader, the selectors' loaders and the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
-from al.data.base import PixelStats
+from al.data.base import PixelStats, TensorInputs
 
 
-class UInt8Images(Dataset):
+class UInt8Images(TensorInputs):
     """Decoded images (N, C, H, W), uint8; `[i]` is one, `batch(indices)` many (no labels)."""
 
     def __init__(self, images: torch.Tensor) -> None:
@@ -28,7 +26,11 @@ class UInt8Images(Dataset):
             raise ValueError(
                 f"expected (N, C, H, W) uint8 images, got {images.dtype} {tuple(images.shape)}"
             )
-        self.images = images
+        super().__init__(images)
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self.x
 
     @classmethod
     def from_array(cls, array: np.ndarray, channels_last: bool = True) -> UInt8Images:
@@ -39,15 +41,6 @@ class UInt8Images(Dataset):
         elif channels_last:
             array = array.transpose(0, 3, 1, 2)
         return cls(torch.from_numpy(np.ascontiguousarray(array)))
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.images[index]
-
-    def batch(self, indices: Sequence[int]) -> torch.Tensor:
-        return self.images[torch.as_tensor(np.asarray(indices, dtype=np.int64))]
 
 
 @dataclass(frozen=True)

@@ -84,15 +84,15 @@ def mnist(root: str, download: bool = False, fast_path: bool = True) -> ALData:
         load(datasets.MNIST, "mnist", root, expected, train=split, download=download)
         for split in (True, False)
     )
+    return idx_data(pool, test, MNIST_STATS, fast_path)
+
+
+def idx_data(pool, test, stats: tuple, fast_path: bool) -> ALData:
+    """ALData over torchvision's MNIST-format datasets (uint8 `data`, `targets` tensors)."""
+    pool_images, pool_targets = pool.data.numpy(), pool.targets.numpy()
+    test_images, test_targets = test.data.numpy(), test.targets.numpy()
     return images_data(
-        pool.data.numpy(),
-        pool.targets.numpy(),
-        test,
-        test.data.numpy(),
-        test.targets.numpy(),
-        10,
-        MNIST_STATS,
-        fast_path,
+        pool_images, pool_targets, test, test_images, test_targets, 10, stats, fast_path
     )
 
 
@@ -120,16 +120,7 @@ def fashion_mnist(
         )
         for split in (True, False)
     )
-    return images_data(
-        pool.data.numpy(),
-        pool.targets.numpy(),
-        test,
-        test.data.numpy(),
-        test.targets.numpy(),
-        10,
-        FASHION_MNIST_STATS,
-        fast_path,
-    )
+    return idx_data(pool, test, FASHION_MNIST_STATS, fast_path)
 
 
 def unpack_idx(source: Path, destination: Path) -> None:

@@ -77,6 +77,15 @@ class SegmentationBackbone(Backbone):
         return BackboneOutput(logits, pixel_features.mean(dim=(2, 3)), stages, pixel_features)
 
 
+def through_stages(blocks: nn.ModuleList, x: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """`x` through `blocks` in turn: the last output and every block's output (the stages)."""
+    stages = []
+    for block in blocks:
+        x = block(x)
+        stages.append(x)
+    return x, stages
+
+
 def dropout_slot(rate: float) -> nn.Module:
     """Dropout(rate) for 0 < rate < 1, an identity for 0; any other value is refused."""
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1:

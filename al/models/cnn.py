@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from al.models.backbone import Backbone, image_shape
+from al.models.backbone import Backbone, image_shape, through_stages
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -43,8 +43,5 @@ class SmallCNN(Backbone):
         self.stage_channels = list(channels)
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        stages = []
-        for block in self.blocks:
-            x = block(x)
-            stages.append(x)
+        x, stages = through_stages(self.blocks, x)
         return self.head(self.pool(x)), stages

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from al.models.backbone import SegmentationBackbone, image_shape
+from al.models.backbone import SegmentationBackbone, image_shape, through_stages
 
 
 def dilated_block(c_in: int, c_out: int, stride: int, dilation: int) -> nn.Sequential:
@@ -43,8 +43,4 @@ class SmallSegNet(SegmentationBackbone):
         self.stage_channels = list(channels)
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        stages = []
-        for block in self.blocks:
-            x = block(x)
-            stages.append(x)
-        return x, stages
+        return through_stages(self.blocks, x)

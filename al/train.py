@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import hydra
@@ -11,6 +12,7 @@ from omegaconf import DictConfig
 from al.errors import build, report_user_errors
 from al.loop import run
 from al.notices import quiet_notices
+from al.requeue import shield_requeue
 
 quiet_notices()
 
@@ -20,6 +22,8 @@ def main(cfg: DictConfig) -> float:
     """Compose, run (or resume) in Hydra's output directory; return the final stage's value of
     the task's test metric (accuracy, or mIoU for segmentation)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if os.environ.get("SUBMITIT_FOLDER"):  # a submitit job (hydra/launcher=slurm)
+        shield_requeue()
     with report_user_errors(run_dir):
         records = run(cfg, run_dir)
     return records[-1][build(cfg.dataset.task).primary_metric]

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
-from al.errors import ConfigError
+from al.data import datamodule_for
+from al.errors import ConfigError, build
 from al.loop import build_data, build_module, run
+from al.tasks import Classification
 
 from conftest import FASTER, compose_config, options
 
@@ -78,3 +82,34 @@ def test_paper_backbones_run_two_stages_on_digits(tiny_config, tmp_path, method,
     )
     records = run(cfg, tmp_path)
     assert [r["n_labeled"] for r in records] == [20, 30]
+
+
+def test_train_metrics_are_the_epochs_sample_weighted_means():
+    """With lr = 0 the model is fixed, so the logged epoch means must equal the loss and
+    accuracy over all labeled samples at once; 20 samples in batches of 8, 8 and 4 make a
+    plain mean of batch means differ."""
+    cfg = compose_config("dataset=moons", "model=mlp", "optimizer.lr=0", "trainer.max_epochs=1")
+    cfg.loader.batch_size = 8
+    data = build_data(cfg.dataset)
+    labeled = list(range(0, 400, 20))
+    datamodule = datamodule_for(data, labeled, **cfg.loader)
+    module = build_module(cfg, data.num_classes)
+    trainer = build(cfg.trainer, callbacks=[])
+    trainer.fit(module, datamodule)
+    x, y = next(iter(DataLoader(data.pool.labeled(labeled, data.pool_targets[labeled]), 20)))
+    module.train()
+    with torch.no_grad():
+        logits = module(x)
+    logged = trainer.callback_metrics
+    assert float(logged["train/ce"]) == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
+    assert float(logged["train/loss"]) == pytest.approx(float(logged["train/ce"]))
+    assert float(logged["train/acc"]) == float((logits.argmax(1) == y).float().mean())
+
+
+def test_prediction_hits_count_what_the_train_metric_measures():
+    torch.manual_seed(0)
+    logits, y = torch.randn(50, 4), torch.randint(0, 4, (50,))
+    task = Classification()
+    correct, counted = task.prediction_hits(logits, y).tolist()
+    assert counted == 50
+    assert correct / counted == pytest.approx(float(task.train_metric(4)(logits, y)))

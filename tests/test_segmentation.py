@@ -92,6 +92,15 @@ def test_miou_and_pixel_accuracy_against_a_hand_computed_confusion_matrix():
     assert values["pixel_acc"] == pytest.approx(5 / 7)
 
 
+def test_prediction_hits_count_labeled_pixels_only():
+    """The same pixels as the confusion-matrix test: 5 of the 7 labeled ones are right."""
+    target = torch.tensor([[[0, 0, 1, 255], [1, 2, 2, 2]]])
+    predicted = torch.tensor([[[0, 1, 1, 3], [1, 2, 0, 2]]])
+    logits = F.one_hot(predicted, 4).movedim(-1, 1).float()
+    assert TASK.prediction_hits(logits, target).tolist() == [5, 7]
+    assert float(TASK.train_metric(4)(logits, target)) == pytest.approx(5 / 7)
+
+
 def test_losses_skip_ignored_pixels():
     logits = torch.tensor([[[[2.0, 0.0]], [[0.0, 1.0]]], [[[0.0, 0.0]], [[0.0, 0.0]]]])
     target = torch.tensor([[[0, 255]], [[1, 0]]])  # (B=2, H=1, W=2)

@@ -1,12 +1,20 @@
 """`overhead`: one AL stage's training through al's Lightning path vs a plain PyTorch loop.
 
-Both train a fresh `ClassifierModule` (the default SmallCNN on digits, the default Adam) on
-the same labeled samples from the real datamodule's training loader, for the same epochs
-(so the same optimizer steps), in train mode, with no validation, progress bar or logger,
-at the same thread count; each repeat runs both, from the same seed.
+Both train a fresh task module (`ClassifierModule`) on the same labeled samples from the real
+datamodule's training loader, for the same epochs (so the same optimizer steps), in train
+mode, with no validation, progress bar or logger, at the same thread count; each repeat runs
+them from the same seed. A third run, Lightning's own floor, trains the same module through the
+same Trainer with a `training_step` that is the loss alone (no epoch means, no metric, no
+finiteness check): al's cost is the gap between the first and the third.
+
+Two scales: the default experiment (digits, the 8×8 SmallCNN, batch 32: a step of a few ms,
+where per-step costs show most) and the papers' CIFAR setting (ResNet-18 on 32×32 images,
+batch 128, on CIFAR-10-format files the benchmark writes).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pytorch_lightning as pl
@@ -16,17 +24,48 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from al.bench.figures import Figure, timed
+from al.bench.loader import fake_data
 from al.bench.settings import Settings
-from al.data import ALDataModule, datamodule_for
+from al.data import ALData, ALDataModule, datamodule_for
 from al.errors import build
 from al.loop import build_data, build_module
 from al.toy import CONF_DIR
 
 
-def stage_config(settings: Settings, epochs: int) -> DictConfig:
-    """The default experiment's config (digits, SmallCNN, Adam, batch 32), no logger."""
+@dataclass(frozen=True)
+class Scale:
+    """One stage to time: its name, config overrides, labeled samples and epochs; `files`:
+    its dataset reads the files the benchmark writes."""
+
+    name: str
+    overrides: tuple[str, ...]
+    labels: int
+    epochs: int
+    files: bool = False
+
+
+def scales(settings: Settings) -> list[Scale]:
+    digits = Scale("digits, SmallCNN", (), settings.pick(500, 100), settings.pick(20, 2))
+    cifar = Scale(
+        "CIFAR-10 format, ResNet-18",
+        ("dataset=cifar10", "model=resnet18", f"loader.batch_size={settings.pick(128, 16)}"),
+        settings.pick(512, 32),
+        settings.pick(2, 1),
+        files=True,
+    )
+    return [digits, cifar]
+
+
+def stage_config(
+    settings: Settings, epochs: int, scale: Scale | None = None, root: str = ""
+) -> DictConfig:
+    """The default experiment's config (with `scale`'s overrides, its files under `root`),
+    no logger."""
     accelerator = "gpu" if settings.device.type == "cuda" else "cpu"
+    files = scale is not None and scale.files
     overrides = [
+        *(scale.overrides if scale is not None else ()),
+        *([f"dataset.root={root}", "dataset.pool_size=null"] if files else []),
         "logger=none",
         f"trainer.max_epochs={epochs}",
         f"trainer.accelerator={accelerator}",
@@ -35,12 +74,30 @@ def stage_config(settings: Settings, epochs: int) -> DictConfig:
         return compose(config_name="train", overrides=overrides)
 
 
-def lightning_stage(cfg: DictConfig, datamodule: ALDataModule, num_classes: int) -> float:
-    """Seconds of al's `trainer.fit` of a fresh task module (the loop's training step)."""
+class LossOnly(pl.LightningModule):
+    """Lightning's floor: `inner`'s backbone and optimizer, a training step that is the loss."""
+
+    def __init__(self, inner: pl.LightningModule) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        x, y = batch
+        return F.cross_entropy(self.inner(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.inner.configure_optimizers()
+
+
+def lightning_stage(
+    cfg: DictConfig, datamodule: ALDataModule, num_classes: int, loss_only: bool = False
+) -> float:
+    """Seconds of al's `trainer.fit` of a fresh task module (the loop's training step), or of
+    the same module's loss alone (`loss_only`)."""
     pl.seed_everything(cfg.seed, verbose=False)
     module = build_module(cfg, num_classes)
     trainer: pl.Trainer = build(cfg.trainer, callbacks=[])
-    seconds, _ = timed(trainer.fit, module, datamodule)
+    seconds, _ = timed(trainer.fit, LossOnly(module) if loss_only else module, datamodule)
     return seconds
 
 
@@ -51,6 +108,8 @@ def plain_stage(
     pl.seed_everything(cfg.seed, verbose=False)
     module = build_module(cfg, num_classes).to(device)
     optimizer = module.configure_optimizers()
+    if isinstance(optimizer, dict):  # with a scheduler, whose per-epoch step is left out
+        optimizer = optimizer["optimizer"]
 
     def fit() -> None:
         module.train()
@@ -65,28 +124,50 @@ def plain_stage(
     return seconds
 
 
-def run(settings: Settings) -> list[Figure]:
-    """Lightning / plain over `repeats` pairs, after one warm-up epoch of each."""
-    epochs, labels = settings.pick(20, 2), settings.pick(500, 100)
-    cfg = stage_config(settings, epochs)
-    data = build_data(cfg.dataset)
-    labeled = np.sort(np.random.default_rng(cfg.seed).choice(len(data.pool), labels, False))
-    datamodule = datamodule_for(data, labeled, **cfg.loader)
-    warm_up = stage_config(settings, 1)
+def scale_figures(settings: Settings, scale: Scale, root: str) -> list[Figure]:
+    """al / plain and Lightning's floor / plain at one scale, after a warm-up of each."""
+    cfg = stage_config(settings, scale.epochs, scale, root)
+    data: ALData = build_data(cfg.dataset)
+    labeled = np.random.default_rng(cfg.seed).choice(len(data.pool), scale.labels, False)
+    datamodule = datamodule_for(data, np.sort(labeled), **cfg.loader)
+    warm_up = stage_config(settings, 1, scale, root)
     lightning_stage(warm_up, datamodule, data.num_classes)
     plain_stage(warm_up, datamodule, data.num_classes, settings.device)
-    lightning, plain = [], []
+    times: dict[str, list[float]] = {"al": [], "floor": [], "plain": []}
     for _ in range(settings.repeats):
-        lightning.append(lightning_stage(cfg, datamodule, data.num_classes))
-        plain.append(plain_stage(cfg, datamodule, data.num_classes, settings.device))
-    steps = epochs * len(datamodule.train_dataloader())
+        times["al"].append(lightning_stage(cfg, datamodule, data.num_classes))
+        times["floor"].append(lightning_stage(cfg, datamodule, data.num_classes, True))
+        times["plain"].append(plain_stage(cfg, datamodule, data.num_classes, settings.device))
+    steps = scale.epochs * len(datamodule.train_dataloader())
+    what = f"{scale.name}: {scale.labels} labels, {steps} steps"
     return [
         Figure(
             "overhead",
-            f"digits stage: {labels} labels, {epochs} epochs, {steps} steps",
+            f"{what}, al",
             "plain PyTorch loop",
-            [a / b for a, b in zip(lightning, plain, strict=True)],
-            {"seconds": lightning, "baseline_seconds": plain},
+            ratios(times["al"], times["plain"]),
+            {"seconds": times["al"], "baseline_seconds": times["plain"]},
             target="<= 1.05",
-        )
+        ),
+        Figure(
+            "overhead",
+            f"{what}, Lightning alone",
+            "plain PyTorch loop",
+            ratios(times["floor"], times["plain"]),
+            {"seconds": times["floor"], "baseline_seconds": times["plain"]},
+            note="the same Trainer, loss-only step",
+        ),
     ]
+
+
+def ratios(measured: list[float], baseline: list[float]) -> list[float]:
+    return [a / b for a, b in zip(measured, baseline, strict=True)]
+
+
+def run(settings: Settings) -> list[Figure]:
+    with fake_data(settings.pick(1_000, 100)) as root:
+        return [
+            figure
+            for scale in scales(settings)
+            for figure in scale_figures(settings, scale, str(root))
+        ]

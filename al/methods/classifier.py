@@ -85,7 +85,6 @@ class ClassifierModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.epoch_means = EpochMeans()
-        self.train_acc.reset()
 
     def on_fit_start(self) -> None:
         """Each stage's ISDA statistics start empty, warm-started weights or not."""
@@ -113,20 +112,20 @@ class ClassifierModule(pl.LightningModule):
         losses = self.training_losses(out, y, self.current_epoch, self.trainer.max_epochs)
         loss = sum(losses.values())
         check_finite(loss, self.current_epoch, batch_idx)
-        self.train_acc.update(out.logits.detach(), y)
-        self.epoch_means.add({**losses, "loss": loss}, len(y))
+        hits = self.task.prediction_hits(out.logits.detach(), y)
+        self.epoch_means.add({**losses, "loss": loss}, len(y), hits)
         if self.trainer.is_last_batch:
             self.log_epoch_means()
         return loss
 
     def log_epoch_means(self) -> None:
         """`train/*`: each loss term's batch-weighted mean over the epoch and the epoch's
-        `train/acc`, logged once, at its last batch (Lightning's per-step logging cost ~0.4 of
-        a small model's step time: `python -m al.bench overhead`)."""
-        for name, value in self.epoch_means.means().items():
+        `train/acc`, over every DDP rank, logged once, at the epoch's last batch (Lightning's
+        per-step logging cost ~0.4 of a small model's step: `python -m al.bench overhead`)."""
+        means = self.epoch_means.means(lambda sums: self.trainer.strategy.reduce(sums, None, "sum"))
+        for name, value in means.items():
+            # Equal on every rank already: sync_dist keeps Lightning from warning under DDP.
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, sync_dist=True)
-        self.log("train/acc", self.train_acc.compute(), on_step=False, on_epoch=True)
-        self.train_acc.reset()
         self.epoch_means = EpochMeans()
 
     def training_losses(
@@ -170,20 +169,36 @@ class ClassifierModule(pl.LightningModule):
 
 
 class EpochMeans:
-    """Batch-size-weighted running sums of detached scalars, on their device (no sync)."""
+    """An epoch's running sums on the device, no sync per step: each named scalar weighted by
+    its batch's size (one stacked add) and the task's (correct, counted) predictions (exact
+    integers: a segmentation epoch counts more pixels than float32 holds exactly)."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
+        self.names: list[str] = []
+        self.sums: torch.Tensor | None = None
+        self.hits: torch.Tensor | None = None
+        self.samples = 0
 
-    def add(self, values: Mapping[str, torch.Tensor], batch_size: int) -> None:
-        for name, value in values.items():
-            weighted = value.detach().float() * batch_size
-            self.sums[name] = self.sums[name] + weighted if name in self.sums else weighted
-        self.count += batch_size
+    def add(self, values: Mapping[str, torch.Tensor], batch_size: int, hits: torch.Tensor) -> None:
+        weighted = torch.stack(list(values.values())).detach() * batch_size
+        if self.sums is None:
+            self.sums, self.hits = weighted, hits
+        else:
+            self.sums, self.hits = self.sums + weighted, self.hits + hits
+        self.names = list(values)
+        self.samples += batch_size
 
-    def means(self) -> dict[str, torch.Tensor]:
-        return {name: total / max(self.count, 1) for name, total in self.sums.items()}
+    def means(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each scalar's mean and `acc` (correct / counted) from the sums totalled by `reduce`
+        (over the DDP ranks)."""
+        if self.sums is None:
+            return {}
+        correct, counted, samples = reduce(
+            torch.cat([self.hits, self.hits.new_tensor([self.samples])])
+        )
+        weighted = reduce(self.sums) / samples
+        means = dict(zip(self.names, weighted, strict=True))
+        return {**means, "acc": correct / counted.clamp(min=1)}
 
 
 def check_finite(loss: torch.Tensor, epoch: int, batch_idx: int) -> None:

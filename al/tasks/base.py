@@ -39,7 +39,13 @@ class Task:
         raise NotImplementedError
 
     def train_metric(self, num_classes: int) -> Metric:
-        """The metric logged as `train/acc` and `val/acc` (what `eval_model=best_val` keeps)."""
+        """The metric logged as `val/acc` (what `eval_model=best_val` keeps) and as `train/acc`
+        by the modules that log per step."""
+        raise NotImplementedError
+
+    def prediction_hits(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(correct, counted) predictions of one batch as a 2-vector on its device: what the
+        epoch's `train/acc` divides (the same value as `train_metric`, a few kernels)."""
         raise NotImplementedError
 
     def table_columns(self) -> list[tuple[str, str]]:

@@ -68,6 +68,12 @@ class Segmentation(Task):
             num_classes, average="micro", ignore_index=self.ignore_index, validate_args=False
         )
 
+    def prediction_hits(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Correct and counted pixels, over those not labeled `ignore_index`."""
+        valid = targets != self.ignore_index
+        correct = ((logits.argmax(1) == targets) & valid).sum()
+        return torch.stack([correct, valid.sum()])
+
     def table_columns(self) -> list[tuple[str, str]]:
         return [("test/miou", "test mIoU"), ("test/pixel_acc", "pixel acc")]
 

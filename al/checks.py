@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from al.budget import Budget
+from al.data.datamodule import check_device_augmentation
 from al.errors import ConfigError
 
 EVAL_MODELS = ("last", "best_val")
@@ -20,6 +21,7 @@ def check_config(cfg: DictConfig) -> Budget:
     check_integer("loader.eval_batch_size", cfg.loader.eval_batch_size, minimum=1, example="256")
     if cfg.loader.num_workers != "auto":
         check_integer("loader.num_workers", cfg.loader.num_workers, minimum=0, example="auto")
+    check_device_augmentation(cfg.loader.device_augmentation)
     if cfg.eval_model not in EVAL_MODELS:
         raise ConfigError(
             f"eval_model={cfg.eval_model!r} is not one of {', '.join(EVAL_MODELS)}: "

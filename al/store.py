@@ -45,8 +45,12 @@ RESUMABLE_KEYS = (
     "print_pick_classes",
 )
 
-# Keys that configs gained after runs were made with them, with the value those runs implied.
-IMPLIED_BEFORE_ADDED = {"dataset.task._target_": "al.tasks.Classification"}
+# Keys that configs gained after runs were made with them, with the value those runs implied
+# (`auto` augments in the loader on a CPU, as every run did before the key existed).
+IMPLIED_BEFORE_ADDED = {
+    "dataset.task._target_": "al.tasks.Classification",
+    "loader.device_augmentation": "auto",
+}
 
 
 class RunStore:

@@ -1,21 +1,26 @@
 """The fast data path against torchvision's per-sample pipeline: the same test-time inputs,
-the same distribution of crops and flips, one transform call per batch, seeded."""
+the same distribution of crops and flips, one transform call per batch, seeded; and its
+augmentation after the batch's transfer (`loader.device_augmentation`)."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 from torchvision import transforms as T
 
 from al.data import datamodule_for
 from al.data.base import PixelStats
-from al.data.fast import BatchTransform, UInt8Images
+from al.data.fast import BatchTransform, UInt8Images, transformed_inputs
 from al.data.torchvision_data import cifar10, mnist, svhn
+from al.errors import ConfigError
+from al.loop import run
 
-from conftest import compose_config
+from conftest import compose_config, without_timings
 
 
 @pytest.mark.parametrize("loader", [cifar10, mnist, svhn])
@@ -98,3 +103,83 @@ def test_the_fast_path_is_the_default_and_can_be_switched_off():
         assert compose_config(f"dataset={name}").dataset.build.fast_path is True
     cfg = compose_config("dataset=cifar10", "dataset.fast_path=false")
     assert cfg.dataset.build.fast_path is False
+
+
+def on_device(value: bool | str, data, **kwargs):
+    return datamodule_for(
+        data, np.arange(40), batch_size=16, eval_batch_size=32, device_augmentation=value, **kwargs
+    )
+
+
+def test_device_augmentation_draws_the_loaders_crops_after_the_transfer(fake_root):
+    """The loader serves uint8 images and `on_after_batch_transfer`'s transform gives, from
+    the same seed, exactly the batches the loader's own augmentation gives."""
+    data = cifar10(str(fake_root))
+    torch.manual_seed(3)
+    in_loader = list(on_device(False, data).train_dataloader())
+    deferred = on_device(True, data)
+    torch.manual_seed(3)
+    raw = list(deferred.train_dataloader())
+    assert all(x.dtype == torch.uint8 for x, _ in raw)
+    after = [transformed_inputs(batch, deferred.device_transform) for batch in raw]
+    for (x, y), (expected_x, expected_y) in zip(after, in_loader, strict=True):
+        assert torch.equal(x, expected_x) and torch.equal(y, expected_y)
+
+
+def test_labeled_and_unlabeled_batches_are_both_augmented_and_floats_left_alone():
+    """The batches of modules that train on unlabeled samples too (M2, ADS): a dict of pairs."""
+    transform = BatchTransform(PixelStats((0.5,), (0.5,)))  # no randomness: (x/255 - .5)/.5
+    images = torch.tensor([[[[0, 255]]]], dtype=torch.uint8)
+    batch = {"labeled": [images, torch.tensor([1])], "unlabeled": [images, torch.tensor([7])]}
+    out = transformed_inputs(batch, transform)
+    for key, extra in (("labeled", 1), ("unlabeled", 7)):
+        assert out[key][0].tolist() == [[[[-1.0, 1.0]]]] and out[key][1].tolist() == [extra]
+    floats = [torch.zeros(1, 1, 1, 2), torch.tensor([0])]
+    assert transformed_inputs(floats, transform) is floats
+
+
+def test_auto_augments_on_the_device_only_on_an_accelerator(fake_root):
+    data = cifar10(str(fake_root))
+    datamodule = on_device("auto", data)
+    assert datamodule.training_transform_on_device() is None  # no trainer yet: the loader
+    for device, expected in (("cpu", None), ("cuda", data.pool.train_transform)):
+        datamodule.trainer = SimpleNamespace(
+            strategy=SimpleNamespace(root_device=torch.device(device))
+        )
+        assert datamodule.training_transform_on_device() is expected
+
+
+def test_synthetic_pairs_and_per_sample_pools_keep_the_loaders_augmentation(fake_root):
+    data = cifar10(str(fake_root))
+    pairs = TensorDataset(torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.long))
+    assert on_device(True, data, synthetic=pairs).training_transform_on_device() is None
+    slow = cifar10(str(fake_root), fast_path=False)
+    assert on_device(True, slow).training_transform_on_device() is None
+
+
+def test_a_run_augmenting_on_the_device_equals_one_augmenting_in_the_loader(fake_root, tmp_path):
+    """On the CPU both draw the same crops in the same order (ResNet-18 has no dropout)."""
+    runs = {}
+    for value in ("true", "false"):
+        cfg = compose_config(
+            "dataset=cifar10",
+            f"dataset.root={fake_root}",
+            "dataset.pool_size=50",
+            f"loader.device_augmentation={value}",
+            "loader.batch_size=8",
+            "logger=none",
+            "budget.initial=16",
+            "budget.query=8",
+            "budget.stages=2",
+            "trainer.max_epochs=2",
+        )
+        runs[value] = without_timings(run(cfg, tmp_path / value))
+    assert runs["true"] == runs["false"]
+
+
+@pytest.mark.parametrize("value", ["yes", 1, "none"])
+def test_a_bad_device_augmentation_is_refused_before_anything_is_written(value, tmp_path):
+    cfg = compose_config(f"loader.device_augmentation={value}")
+    with pytest.raises(ConfigError, match=r"loader\.device_augmentation=.* must be true, false"):
+        run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

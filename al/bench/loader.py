@@ -1,6 +1,7 @@
 """`loader`: training images per second of the per-sample torchvision pipeline
 (`dataset.fast_path=false`) against the fast path, on CIFAR-10-format and MNIST-format files
-the benchmark writes, read by the real loaders; each batch is moved to the bench's device.
+the benchmark writes, read by the real loaders; each batch is moved to the bench's device (on
+a GPU the fast path's augmentation then runs there: `loader.device_augmentation=auto`).
 
 The training loader of a stage (random crop and flip for CIFAR, batch 128, shuffled) is
 iterated for whole epochs; the ratio is per-sample seconds / fast-path seconds (> 1: faster).
@@ -24,6 +25,7 @@ from torchvision import datasets
 from al.bench.figures import Figure, timed
 from al.bench.settings import Settings
 from al.data import ALData, datamodule_for
+from al.data.fast import transformed_inputs
 from al.data.torchvision_data import cifar10, mnist
 
 BATCH = 128
@@ -80,16 +82,25 @@ def fake_data(pool: int):
 
 
 def images_per_epoch(data: ALData, device: torch.device, epochs: int) -> Callable[[], int]:
-    """One timed call: `epochs` passes of a stage's training loader over the whole pool."""
+    """One timed call: `epochs` passes of a stage's training loader over the whole pool, each
+    batch moved to `device` (and, on an accelerator, augmented there, as in training)."""
+    on_accelerator = device.type != "cpu"
     datamodule = datamodule_for(
-        data, np.arange(len(data.pool)), batch_size=BATCH, eval_batch_size=256
+        data,
+        np.arange(len(data.pool)),
+        batch_size=BATCH,
+        eval_batch_size=256,
+        device_augmentation=on_accelerator,
     )
 
     def iterate() -> int:
         seen = 0
         for _ in range(epochs):
-            for x, _ in datamodule.train_dataloader():
-                seen += len(x.to(device))
+            for batch in datamodule.train_dataloader():
+                x, _ = batch = [part.to(device) for part in batch]
+                if datamodule.device_transform is not None:
+                    x, _ = transformed_inputs(batch, datamodule.device_transform)
+                seen += len(x)
         return seen
 
     return iterate

@@ -10,7 +10,7 @@ oracle's copy, stays with the loop.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -155,6 +155,17 @@ class PoolInputs:
     ) -> LabeledView:
         """`(x, label)` for `indices` and their known `labels`, augmented unless not `train`."""
         return LabeledView(self.inputs, self._transform(train), indices, labels)
+
+    def batch_training_transform(self) -> Transform:
+        """The training transform when it runs on whole batches of the raw inputs (the fast
+        path, al.data.fast), so that it may run after the batch's transfer; else None."""
+        if hasattr(self.inputs, "batch") and hasattr(self.train_transform, "batch"):
+            return self.train_transform
+        return None
+
+    def untransformed_training(self) -> PoolInputs:
+        """The same pool whose training views serve the raw inputs (transformed later)."""
+        return replace(self, train_transform=None)
 
     def subset(self, positions: Sequence[int]) -> PoolInputs:
         """The pool restricted to `positions`, renumbered from 0."""

@@ -15,6 +15,7 @@ from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from al.data.base import ALData, PoolInputs
+from al.data.fast import transformed_inputs
 from al.data.segmentation import MaskTargets
 from al.errors import ConfigError
 
@@ -52,6 +53,14 @@ class UnlabeledTraining:
             )
 
 
+def check_device_augmentation(value: object) -> None:
+    if not (isinstance(value, bool) or value == "auto"):
+        raise ConfigError(
+            f"loader.device_augmentation={value!r} must be true, false or auto: e.g. "
+            "loader.device_augmentation=auto"
+        )
+
+
 def available_cpus() -> int:
     """The CPUs this process may run on (`loader.num_workers=auto`)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -68,6 +77,12 @@ class ALDataModule(pl.LightningDataModule):
     `UnlabeledTraining`, training batches pair labeled `(x, y)` with unlabeled
     `(x, global_index)` (training transforms). `synthetic` training pairs (not pool samples,
     already in the task learner's input space) join the labeled ones in training only.
+
+    `device_augmentation`: whether the training loader serves the raw uint8 images of the fast
+    path and their augmentation runs on the training device, after each batch's transfer
+    (`on_after_batch_transfer`) — `auto`: when training on an accelerator. It applies to pools
+    whose training transform runs on batches (al.data.fast) and stages without synthetic pairs;
+    elsewhere the loader transforms.
     """
 
     def __init__(
@@ -82,8 +97,12 @@ class ALDataModule(pl.LightningDataModule):
         validation: Dataset | None = None,
         unlabeled: tuple[Sequence[int], UnlabeledTraining] | None = None,
         synthetic: Dataset | None = None,
+        device_augmentation: bool | str = "auto",
     ) -> None:
         super().__init__()
+        check_device_augmentation(device_augmentation)
+        self.device_augmentation = device_augmentation
+        self.device_transform = None
         self.synthetic = synthetic
         self.pool = pool
         self.labeled_indices = np.asarray(labeled_indices, dtype=np.int64)
@@ -107,7 +126,9 @@ class ALDataModule(pl.LightningDataModule):
         return 0 if self.unlabeled_indices is None else len(self.unlabeled_indices)
 
     def train_dataloader(self) -> DataLoader | CombinedLoader:
-        labeled_view = self.pool.labeled(self.labeled_indices, self.labeled_targets, train=True)
+        self.device_transform = self.training_transform_on_device()
+        pool = self.pool if self.device_transform is None else self.pool.untransformed_training()
+        labeled_view = pool.labeled(self.labeled_indices, self.labeled_targets, train=True)
         if self.synthetic is not None and len(self.synthetic) > 0:
             labeled_view = ConcatDataset([labeled_view, self.synthetic])
         labeled = self._loader(labeled_view, self.batch_size, shuffle=True)
@@ -115,9 +136,26 @@ class ALDataModule(pl.LightningDataModule):
             return labeled
         wanted = self.unlabeled_training
         batch_size = wanted.batch_size or math.ceil(self.unlabeled_count / len(labeled))
-        unlabeled_view = self.pool.unlabeled(self.unlabeled_indices, train=True)
+        unlabeled_view = pool.unlabeled(self.unlabeled_indices, train=True)
         unlabeled = self._loader(unlabeled_view, batch_size, shuffle=True)
         return CombinedLoader({"labeled": labeled, "unlabeled": unlabeled}, EPOCHS[wanted.epoch])
+
+    def training_transform_on_device(self):
+        """The pool's training transform if it is to run on the training device, else None."""
+        transform = self.pool.batch_training_transform()
+        if transform is None or (self.synthetic is not None and len(self.synthetic) > 0):
+            return None
+        if self.device_augmentation == "auto":
+            trainer = self.trainer
+            on_accelerator = trainer is not None and trainer.strategy.root_device.type != "cpu"
+            return transform if on_accelerator else None
+        return transform if self.device_augmentation else None
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Training batches of raw images, augmented and normalised on their device."""
+        if self.device_transform is None or not self.trainer.training:
+            return batch
+        return transformed_inputs(batch, self.device_transform)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test, self.eval_batch_size, shuffle=False)

@@ -9,6 +9,7 @@ call. The same tensors reach the training loader, the selectors' loaders and the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,8 +49,9 @@ class BatchTransform:
     """uint8 images → (training) a random crop of their own size from the image zero-padded by
     `crop_padding` on every side and a horizontal flip with probability ½ → pixels in [0, 1]
     normalised by `stats`: torchvision's RandomCrop(size, padding), RandomHorizontalFlip,
-    ToTensor, Normalize, drawn per image from torch's generator, applied to a whole batch (of
-    uint8 images: a quarter of the memory traffic of floats)."""
+    ToTensor, Normalize, drawn per image from torch's generator of the images' device, applied
+    to a whole batch (of uint8 images: a quarter of the memory traffic of floats) in the loader
+    or, after the batch's transfer, on the training device (`loader.device_augmentation`)."""
 
     stats: PixelStats
     crop_padding: int | None = None
@@ -72,9 +74,10 @@ def random_crops(images: torch.Tensor, padding: int) -> torch.Tensor:
     batch, channels, height, width = images.shape
     padded = F.pad(images, (padding, padding, padding, padding))
     padded_width = width + 2 * padding
-    offsets = torch.randint(0, 2 * padding + 1, (batch, 2))
-    rows = offsets[:, :1] + torch.arange(height)  # (B, H)
-    cols = offsets[:, 1:] + torch.arange(width)  # (B, W)
+    device = images.device
+    offsets = torch.randint(0, 2 * padding + 1, (batch, 2), device=device)
+    rows = offsets[:, :1] + torch.arange(height, device=device)  # (B, H)
+    cols = offsets[:, 1:] + torch.arange(width, device=device)  # (B, W)
     index = (rows[:, :, None] * padded_width + cols[:, None, :]).reshape(batch, 1, -1)
     flat = padded.reshape(batch, channels, -1)
     window = flat.gather(2, index.expand(batch, channels, height * width))
@@ -83,5 +86,16 @@ def random_crops(images: torch.Tensor, padding: int) -> torch.Tensor:
 
 def random_flips(images: torch.Tensor) -> torch.Tensor:
     """Each image mirrored left-right with probability ½."""
-    flipped = torch.rand(len(images)) < 0.5
+    flipped = torch.rand(len(images), device=images.device) < 0.5
     return torch.where(flipped[:, None, None, None], images.flip(-1), images)
+
+
+def transformed_inputs(batch, transform: BatchTransform):
+    """A collated training batch — `(x, y)`, `(x, global_index)` or a dict of them (labeled
+    and unlabeled) — with every uint8 `x` passed through `transform` (on its device)."""
+    if isinstance(batch, Mapping):
+        return {key: transformed_inputs(value, transform) for key, value in batch.items()}
+    x, *rest = batch
+    if x.dtype != torch.uint8:
+        return batch
+    return type(batch)([transform.batch(x), *rest])

@@ -168,6 +168,10 @@ class SegmentationPoolInputs(PoolInputs):
     ) -> MaskedView:
         return MaskedView(self.inputs, self.transforms, indices, labels, train)
 
+    def batch_training_transform(self) -> None:
+        """None: the joint image/mask transforms run per sample, in the loader."""
+        return None
+
     def subset(self, positions: Sequence[int]) -> SegmentationPoolInputs:
         return SegmentationPoolInputs(
             torch.utils.data.Subset(self.inputs, positions), self.transforms

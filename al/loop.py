@@ -72,7 +72,9 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
     budget.check_classes_fit(data.pool_targets, data.num_classes)
     module = build_module(cfg, data.num_classes)  # the method's constructors check its options
     refuse_distributed_for(module, cfg.trainer, cfg.method.name)
-    check_stopping_rule(budget, build(cfg.method.selector), cfg.method.name)
+    selector: Selector = build(cfg.method.selector)
+    selector.check_module(module)
+    check_stopping_rule(budget, selector, cfg.method.name)
     with RunDirectoryLock(run_dir) if is_global_zero() else nullcontext():
         store = RunStore(run_dir)
         store.claim(cfg)

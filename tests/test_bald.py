@@ -129,8 +129,8 @@ def test_a_run_without_model_dropout_stops_before_training(tiny_config, tmp_path
 
     monkeypatch.setattr(ClassifierModule, "training_step", never)
     with pytest.raises(ConfigError, match=REFUSAL):
-        run(tiny_config("method=bald"), tmp_path)
-    assert not list(tmp_path.glob("state/stage_*.pt"))
+        run(tiny_config("method=bald"), tmp_path / "run")
+    assert not (tmp_path / "run").exists(), "refused before anything is written"
 
 
 @pytest.mark.slow

@@ -99,9 +99,13 @@ class BaldSelector(Selector):
         self.passes = passes
         self.acquisition = ACQUISITIONS[acquisition]
 
+    def check_module(self, module: pl.LightningModule) -> None:
+        """Refuse a model without dropout."""
+        mc_dropout_layers(module)
+
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Refuse a model without dropout before it trains."""
-        mc_dropout_layers(pl_module)
+        """The same refusal before training, wherever a stage runs (al.analysis too)."""
+        self.check_module(pl_module)
 
     def select(
         self, module: pl.LightningModule, request: SelectionRequest

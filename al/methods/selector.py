@@ -108,6 +108,10 @@ class Selector(pl.Callback):
         self.diagnostics: dict[str, np.ndarray] = {}
         self.metrics: dict[str, float] = {}
 
+    def check_module(self, module: pl.LightningModule) -> None:
+        """Refuse (ConfigError) a task module this selector cannot score; the loop asks before
+        the run writes anything. Any module will do by default."""
+
     def request(self, request: SelectionRequest) -> None:
         self._request = request
         self.selection = None

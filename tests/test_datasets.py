@@ -67,6 +67,19 @@ def test_caltech101_split_is_stratified_and_seeded(fake_root):
     assert first != [other.test.base.indices[i] for i in range(8)]
 
 
+def test_a_half_written_scan_cache_is_rescanned_and_replaced_whole(fake_root):
+    """What a reader could meet while another run of a sweep wrote the cache before writes
+    went through a temporary file and a rename."""
+    root = fake_root / "images"
+    image_folder(str(root), image_size=16)
+    cache = root / ".al-normalization-16.json"
+    whole = json.loads(cache.read_text())
+    cache.write_text(cache.read_text()[:20])
+    image_folder(str(root), image_size=16)
+    assert json.loads(cache.read_text()) == whole
+    assert sorted(path.name for path in root.iterdir() if path.is_file()) == [cache.name]
+
+
 def test_image_folder_without_test_folder_splits_and_caches_normalisation(fake_root):
     only_train = fake_root / "images"
     (only_train / "test").rename(fake_root / "held-back")

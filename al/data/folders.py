@@ -226,19 +226,31 @@ def scanned(root: Path, pool_paths: list[str], test_paths: list[str], image_size
     resized RGB images; cached in `root` for unchanged files."""
     cache = root / f".al-normalization-{image_size}.json"
     key = files_fingerprint([*pool_paths, *test_paths])
-    if cache.exists():
-        saved = json.loads(cache.read_text())
-        if saved.get("fingerprint") == key:
-            return saved
+    saved = cached_scan(cache)
+    if saved.get("fingerprint") == key:
+        return saved
     bad = [path for path in test_paths if not readable(path)]
     pool_bad, mean, std = pool_statistics(pool_paths, image_size)
     result = {"fingerprint": key, "images": len(pool_paths) - len(pool_bad)}
     result |= {"bad": pool_bad + bad, "mean": mean, "std": std}
+    # Runs of a sweep may scan the same folder at once: each writes its own temporary file and
+    # renames it over the cache, so a reader sees a whole scan or none.
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     try:
-        cache.write_text(json.dumps(result))
+        tmp.write_text(json.dumps(result))
+        os.replace(tmp, cache)
     except OSError as error:
         log.warning("Could not cache the image scan in %s (%s); it reruns next time", cache, error)
+        tmp.unlink(missing_ok=True)
     return result
+
+
+def cached_scan(cache: Path) -> dict:
+    """The saved scan, or {} when there is none or it does not parse."""
+    try:
+        return json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def files_fingerprint(paths: list[str]) -> str:

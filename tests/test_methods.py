@@ -113,3 +113,24 @@ def test_prediction_hits_count_what_the_train_metric_measures():
     correct, counted = task.prediction_hits(logits, y).tolist()
     assert counted == 50
     assert correct / counted == pytest.approx(float(task.train_metric(4)(logits, y)))
+
+
+EPOCH_TERMS = {
+    "m2_vaal": {"train/loss", "train/acc", "train/discriminator"},
+    "qbc": {"train/loss", "train/acc", "train/member_loss/0", "train/member_loss/1"},
+    "ads": {"train/loss", "train/acc", "train/agreement", "train/discrepancy"},
+    "bgadl": {"train/loss", "train/acc", "train/encoder", "train/generator"},
+}
+
+
+@pytest.mark.parametrize("method", sorted(EPOCH_TERMS))
+def test_modules_with_their_own_step_log_one_row_of_means_per_epoch(tiny_config, tmp_path, method):
+    cfg = tiny_config(f"method={method}", "logger=csv", "budget.stages=1", *FASTER[method])
+    cfg.trainer.max_epochs = 2
+    run(cfg, tmp_path)
+    rows = (tmp_path / "train_metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert EPOCH_TERMS[method] <= set(header)
+    assert len(rows) == 1 + 2, "one row per epoch"
+    accuracy = [float(row.split(",")[header.index("train/acc")]) for row in rows[1:]]
+    assert all(0 <= value <= 1 for value in accuracy)

@@ -223,12 +223,8 @@ class AdsModule(ClassifierModule):
         losses["discrepancy"] = discrepancy.detach()
         bce, scores = self.labeled_loss(x_l, y_l)
         losses["labeled_bce"] = self.update(every, bce, batch_idx)
-        self.train_acc(mean_log_probabilities(scores.detach()), y_l)
-        per_epoch = dict(on_step=False, on_epoch=True, batch_size=len(y_l))
-        for name, value in {**losses, "unlabeled_entropy": entropy}.items():
-            self.log(f"train/{name}", value, sync_dist=True, **per_epoch)
-        self.log("train/loss", losses["labeled_bce"], sync_dist=True, **per_epoch)
-        self.log("train/acc", self.train_acc, **per_epoch)
+        terms = {**losses, "unlabeled_entropy": entropy, "loss": losses["labeled_bce"]}
+        self.track_epoch(terms, mean_log_probabilities(scores.detach()), y_l, batch_idx)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         """The standard metrics of the mean prediction, and each classifier's accuracy

@@ -156,15 +156,14 @@ class BgadlModule(ClassifierModule):
         z = torch.randn(len(y), self.latent_dim, device=x.device)
         losses = {"encoder": self.update_encoder(real, y, encoder_opt)}
         losses["generator"], fake, made = self.update_generator(real, y, z, generator_opt)
-        losses["discriminator"], losses["classifier"] = self.update_discriminator_and_classifier(
-            x, y, real, fake.detach(), made.detach(), (real_fake_opt, classifier_opt)
+        losses["discriminator"], losses["classifier"], logits = (
+            self.update_discriminator_and_classifier(
+                x, y, real, fake.detach(), made.detach(), (real_fake_opt, classifier_opt)
+            )
         )
-        for name, value in losses.items():
+        for value in losses.values():
             check_finite(value, self.current_epoch, batch_idx)
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=len(y))
-        self.log(
-            "train/loss", losses["classifier"], on_step=False, on_epoch=True, batch_size=len(y)
-        )
+        self.track_epoch({**losses, "loss": losses["classifier"]}, logits, y, batch_idx)
         return None
 
     def classify_synthetic(self, image: torch.Tensor) -> torch.Tensor:
@@ -205,9 +204,7 @@ class BgadlModule(ClassifierModule):
         if self.synthesis == "on_the_fly":
             c_loss = c_loss + F.cross_entropy(self.classify_synthetic(made), y)
         self.apply_update(d_loss + c_loss, *optimizers)
-        self.train_acc(logits, y)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
-        return d_loss.detach(), c_loss.detach()
+        return d_loss.detach(), c_loss.detach(), logits.detach()
 
     def apply_update(self, loss: torch.Tensor, *optimizers) -> None:
         """Zero the gradients of `optimizers`, backpropagate `loss`, step them alone."""

@@ -79,8 +79,8 @@ class ClassifierModule(pl.LightningModule):
             self.covariance = ClassCovariance(
                 num_classes, backbone.classifier.in_features, self.isda.covariance == "diagonal"
             )
-        self.train_acc = self.task.train_metric(num_classes)
         self.val_acc = self.task.train_metric(num_classes)
+        self.epoch_means = EpochMeans()
         self.test_metrics = self.task.test_metrics(num_classes).clone(prefix="test/")
 
     def on_train_epoch_start(self) -> None:
@@ -112,11 +112,25 @@ class ClassifierModule(pl.LightningModule):
         losses = self.training_losses(out, y, self.current_epoch, self.trainer.max_epochs)
         loss = sum(losses.values())
         check_finite(loss, self.current_epoch, batch_idx)
-        hits = self.task.prediction_hits(out.logits.detach(), y)
-        self.epoch_means.add({**losses, "loss": loss}, len(y), hits)
-        if self.trainer.is_last_batch:
-            self.log_epoch_means()
+        self.track_epoch({**losses, "loss": loss}, out.logits, y, batch_idx)
         return loss
+
+    def track_epoch(
+        self,
+        values: Mapping[str, torch.Tensor],
+        logits: torch.Tensor,
+        y: torch.Tensor,
+        batch_idx: int,
+    ) -> None:
+        """Add one training batch to the epoch's `train/*` means: each of `values` and `acc`
+        (`logits` against `y`); logged at the epoch's last batch, before the callbacks'
+        `on_train_epoch_end` reads them."""
+        self.epoch_means.add(values, len(y), self.task.prediction_hits(logits.detach(), y))
+        trainer = self._trainer  # None for a step called by hand: nothing to log to
+        if trainer is not None and (
+            trainer.is_last_batch or batch_idx + 1 == trainer.num_training_batches
+        ):
+            self.log_epoch_means()
 
     def log_epoch_means(self) -> None:
         """`train/*`: each loss term's batch-weighted mean over the epoch and the epoch's

@@ -167,12 +167,7 @@ class M2Module(ClassifierModule):
         self.manual_backward(both)
         for optimizer in optimizers:
             optimizer.step()
-        self.train_acc(logits_l, y_l)
-        per_epoch = dict(on_step=False, on_epoch=True, batch_size=len(y_l))
-        for name, value in losses.items():
-            self.log(f"train/{name}", value, sync_dist=True, **per_epoch)
-        self.log("train/loss", loss, sync_dist=True, **per_epoch)
-        self.log("train/acc", self.train_acc, **per_epoch)
+        self.track_epoch({**losses, "loss": loss}, logits_l, y_l, batch_idx)
 
     def check_input_range(self, x: torch.Tensor) -> None:
         """A Bernoulli likelihood models inputs in [0, 1] only."""

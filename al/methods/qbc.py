@@ -146,12 +146,9 @@ class CommitteeModule(ClassifierModule):
         member_losses = (self.sample_weights(len(y)) * sample_losses).mean(1)
         loss = member_losses.sum()
         check_finite(loss, self.current_epoch, batch_idx)
-        self.train_acc(mean_log_probabilities(logits.detach()), y)
-        per_epoch = dict(on_step=False, on_epoch=True, batch_size=len(y))
-        for member, member_loss in enumerate(member_losses):
-            self.log(f"train/member_loss/{member}", member_loss, sync_dist=True, **per_epoch)
-        self.log("train/loss", member_losses.mean(), sync_dist=True, **per_epoch)
-        self.log("train/acc", self.train_acc, **per_epoch)
+        terms = {f"member_loss/{m}": member_loss for m, member_loss in enumerate(member_losses)}
+        terms["loss"] = member_losses.mean()
+        self.track_epoch(terms, mean_log_probabilities(logits.detach()), y, batch_idx)
         return loss
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

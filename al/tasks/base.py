@@ -39,8 +39,8 @@ class Task:
         raise NotImplementedError
 
     def train_metric(self, num_classes: int) -> Metric:
-        """The metric logged as `val/acc` (what `eval_model=best_val` keeps) and as `train/acc`
-        by the modules that log per step."""
+        """The metric logged as `val/acc` (what `eval_model=best_val` keeps); `train/acc` is
+        the same value from `prediction_hits`."""
         raise NotImplementedError
 
     def prediction_hits(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -230,7 +230,10 @@ def run_stage(
         module.load_state_dict(model_state)
     wants_unlabeled = getattr(module, "unlabeled_training", None)
     unlabeled = None if wants_unlabeled is None else (pool.unlabeled_indices, wants_unlabeled)
-    datamodule = datamodule_for(data, pool.labeled_indices, unlabeled, synthetic, **cfg.loader)
+    labeled_ids = getattr(module, "labeled_sample_ids", False)
+    datamodule = datamodule_for(
+        data, pool.labeled_indices, unlabeled, synthetic, labeled_ids, **cfg.loader
+    )
     selector: Selector = build(cfg.method.selector)
     request = selection_request(datamodule, pool, budget, cfg.seed, stage, data)
     selector.request(request)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -18,6 +19,7 @@ from al.loop import build_module, run
 from al.methods.classifier import ClassifierModule
 from al.methods.qbc import (
     DISAGREEMENTS,
+    BootstrapCounts,
     CommitteeModule,
     QbcSelector,
     kl_to_consensus,
@@ -214,3 +216,57 @@ def test_two_bagged_stages_record_each_members_test_accuracy(tiny_config, tmp_pa
     for record in records:
         assert {"test/member_acc/0", "test/member_acc/1"} <= set(record)
         assert "test/member_acc/2" not in record
+
+
+def test_bootstrap_counts_are_n_draws_with_replacement_per_member_looked_up_by_index():
+    labeled = np.array([40, 3, 17, 8, 25])  # global indices, in the pool's order
+    counts = BootstrapCounts.draw(labeled, members=300, seed=0)
+    assert torch.equal(counts.counts.sum(1), torch.full((300,), 5.0)), "n draws each"
+    left_out = (counts.counts == 0).float().mean().item()
+    assert abs(left_out - (4 / 5) ** 5) < 0.03  # P(never drawn) = (1 − 1/n)^n
+    again = BootstrapCounts.draw(labeled, members=300, seed=0)
+    assert torch.equal(counts.counts, again.counts)
+    by_id = counts.weights(torch.tensor([25, 3]))
+    assert torch.equal(by_id, counts.counts[:, [3, 0]])  # sorted ids: 3, 8, 17, 25, 40
+
+
+def test_a_bootstrap_member_weighs_its_epoch_by_its_resample():
+    """One epoch's weighted loss per member, summed over batches, equals the sum of the
+    sample losses of its resample (each sample as often as it was drawn)."""
+    module = committee(0, members=2, committee="bootstrap")
+    labeled = np.arange(0, 24, 2)
+    module.resample = BootstrapCounts.draw(labeled, 2, seed=5)
+    torch.manual_seed(1)
+    x, y = torch.randn(12, 1, 8, 8), torch.randint(10, (12,))
+    with torch.no_grad():
+        losses = torch.stack(
+            [F.cross_entropy(m(x).logits, y, reduction="none") for m in module.members]
+        )
+    weights = module.sample_weights(12, torch.from_numpy(labeled))
+    resampled = [
+        sum(losses[m, i] * int(module.resample.counts[m, i]) for i in range(12)) for m in range(2)
+    ]
+    assert torch.allclose((weights * losses).sum(1), torch.stack(resampled))
+
+
+def test_two_bootstrap_stages_serve_the_labeled_ids_the_committee_weighs(
+    tiny_config, tmp_path, monkeypatch
+):
+    """Every epoch looks up each labeled sample's count exactly once, by its global index."""
+    seen, weights = [], BootstrapCounts.weights
+    monkeypatch.setattr(
+        BootstrapCounts, "weights", lambda self, ids: seen.append(ids) or weights(self, ids)
+    )
+    cfg = tiny_config(
+        "method=qbc",
+        "method.module.committee=bootstrap",
+        "budget.stages=2",
+        "trainer.max_epochs=1",
+        *FASTER["qbc"],
+    )
+    records = run(cfg, tmp_path)
+    assert [r["n_labeled"] for r in records] == [20, 30]
+    first, second = ({int(i) for i in ids} for ids in seen)  # one batch a stage
+    assert len(first) == 20 and len(second) == 30 and first < second
+    assert first != set(range(20)), "global indices, not positions in the labeled set"
+    assert {"test/member_acc/0", "test/member_acc/1"} <= set(records[-1])

@@ -14,7 +14,7 @@ import torch
 from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from al.data.base import ALData, PoolInputs
+from al.data.base import ALData, LabeledView, PoolInputs
 from al.data.fast import transformed_inputs
 from al.data.segmentation import MaskTargets
 from al.errors import ConfigError
@@ -77,6 +77,8 @@ class ALDataModule(pl.LightningDataModule):
     `UnlabeledTraining`, training batches pair labeled `(x, y)` with unlabeled
     `(x, global_index)` (training transforms). `synthetic` training pairs (not pool samples,
     already in the task learner's input space) join the labeled ones in training only.
+    `labeled_ids`: labeled training batches are `(x, y, global_index)`, for modules that
+    declare `labeled_sample_ids` (a bootstrap committee weighs samples by their index).
 
     `device_augmentation`: whether the training loader serves the raw uint8 images of the fast
     path and their augmentation runs on the training device, after each batch's transfer
@@ -98,8 +100,10 @@ class ALDataModule(pl.LightningDataModule):
         unlabeled: tuple[Sequence[int], UnlabeledTraining] | None = None,
         synthetic: Dataset | None = None,
         device_augmentation: bool | str = "auto",
+        labeled_ids: bool = False,
     ) -> None:
         super().__init__()
+        self.labeled_ids = labeled_ids
         check_device_augmentation(device_augmentation)
         self.device_augmentation = device_augmentation
         self.device_transform = None
@@ -129,6 +133,8 @@ class ALDataModule(pl.LightningDataModule):
         self.device_transform = self.training_transform_on_device()
         pool = self.pool if self.device_transform is None else self.pool.untransformed_training()
         labeled_view = pool.labeled(self.labeled_indices, self.labeled_targets, train=True)
+        if self.labeled_ids:
+            labeled_view = WithGlobalIndex(labeled_view)
         if self.synthetic is not None and len(self.synthetic) > 0:
             labeled_view = ConcatDataset([labeled_view, self.synthetic])
         labeled = self._loader(labeled_view, self.batch_size, shuffle=True)
@@ -174,6 +180,24 @@ class ALDataModule(pl.LightningDataModule):
         )
 
 
+class WithGlobalIndex(Dataset):
+    """A labeled view's `(x, y)` pairs as `(x, y, global_index)`."""
+
+    def __init__(self, view: LabeledView) -> None:
+        self.view = view
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def __getitem__(self, position: int) -> tuple:
+        return (*self.view[position], int(self.view.indices[position]))
+
+    def __getitems__(self, positions: list[int]) -> list:
+        pairs = self.view.__getitems__(positions)
+        ids = self.view.indices[positions].tolist()
+        return [(*pair, index) for pair, index in zip(pairs, ids, strict=True)]
+
+
 class ValidatedDataModule(ALDataModule):
     """An ALDataModule that also serves the held-out validation set (`eval_model=best_val`)."""
 
@@ -186,6 +210,7 @@ def datamodule_for(
     labeled_indices: Sequence[int],
     unlabeled: tuple[Sequence[int], UnlabeledTraining] | None = None,
     synthetic: Dataset | None = None,
+    labeled_ids: bool = False,
     **loader,
 ) -> ALDataModule:
     """The datamodule for one stage, with the labeled samples' labels (a copy: fancy indexing)
@@ -202,5 +227,6 @@ def datamodule_for(
         validation=data.validation,
         unlabeled=unlabeled,
         synthetic=synthetic,
+        labeled_ids=labeled_ids,
         **loader,
     )

@@ -2,12 +2,15 @@
 
 The committee is `members` copies of the task learner, trained side by side on the labeled set
 (`committee: ensemble`, the deep ensembles of Beluch et al. CVPR 2018, N = 5) or each on its own
-bootstrap of it (`committee: bagging`, query by bagging, Abe & Mamitsuka 1998). Bagging is
-Oza & Russell's (2001) online bagging: each member weighs each sample of each batch by a fresh
-Poisson(1) count, the limit of a bootstrap resample of n samples as n grows. The training batch
-carries no sample ids, so a count is drawn per batch, not once per stage: over many epochs every
-member still sees every sample, and the members differ by the noise of their weights, not by
-samples some of them never see.
+resample of it (query by bagging, Abe & Mamitsuka 1998), two ways:
+- `bootstrap`: each member's bootstrap of the stage's n labeled samples — n draws with
+  replacement, once per stage — weighs each sample by how often it was drawn (0 for the ~1/e
+  left out), every epoch. Training batches carry each sample's global index for this
+  (`labeled_sample_ids`). An epoch's weighted loss is the member's loss over its resample.
+- `bagging`: Oza & Russell's (2001) online bagging, a fresh Poisson(1) count per sample of
+  every batch (the limit of the bootstrap's counts as n grows): over many epochs every member
+  sees every sample, and the members differ by the noise of their weights, not by samples some
+  of them never see.
 
 Member 0 is the backbone as built; member m > 0 is a copy of it with the entries of every
 parameter tensor put in an order drawn from its own seed (from `torch.initial_seed()`, which the
@@ -48,8 +51,8 @@ from al.methods.selector import Selector
 from al.models.backbone import Backbone
 from al.tasks import Task
 
-COMMITTEES = ("ensemble", "bagging")
-MEMBER, BAGGING = 0, 1  # the purposes of derived seeds
+COMMITTEES = ("ensemble", "bagging", "bootstrap")
+MEMBER, BAGGING, BOOTSTRAP = 0, 1, 2  # the purposes of derived seeds
 
 
 def derived_seed(seed: int, purpose: int, key: int) -> int:
@@ -107,14 +110,22 @@ class CommitteeModule(ClassifierModule):
             MulticlassAccuracy(num_classes, average="micro") for _ in range(members)
         )
         self.bagging_generator = torch.Generator()
+        self.labeled_sample_ids = committee == "bootstrap"
+        self.resample = None
 
     def member_seed(self, member: int) -> int:
         return derived_seed(self.committee_seed, MEMBER, member)
 
     def on_fit_start(self) -> None:
-        """Bagging counts restart from the committee's seed, apart on every DDP rank."""
+        """Bagging counts restart from the committee's seed, apart on every DDP rank; the
+        bootstrap resamples are drawn for this stage's labeled samples, alike on every rank."""
         seed = derived_seed(self.committee_seed, BAGGING, self.global_rank)
         self.bagging_generator.manual_seed(seed)
+        if self.labeled_sample_ids:
+            labeled = np.asarray(self.trainer.datamodule.labeled_indices)
+            self.resample = BootstrapCounts.draw(
+                labeled, len(self.members), derived_seed(self.committee_seed, BOOTSTRAP, 0)
+            ).to(self.device)
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Each member's logits of `x`: (M, B, C)."""
@@ -127,23 +138,28 @@ class CommitteeModule(ClassifierModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return mean_log_probabilities(self.member_logits(x))
 
-    def sample_weights(self, batch_size: int) -> torch.Tensor:
-        """(M, B) weights of the batch's samples per member: 1 (ensemble), or Poisson(1)
-        counts (bagging, Oza & Russell 2001)."""
+    def sample_weights(self, batch_size: int, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(M, B) weights of the batch's samples per member: 1 (ensemble), fresh Poisson(1)
+        counts (bagging, Oza & Russell 2001), or the samples' (global `ids`) counts in each
+        member's bootstrap (bootstrap)."""
         shape = (len(self.members), batch_size)
         if self.committee == "ensemble":
             return torch.ones(shape, device=self.device)
+        if self.committee == "bootstrap":
+            return self.resample.weights(ids)
         counts = torch.poisson(torch.ones(shape), generator=self.bagging_generator)
         return counts.to(self.device)
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
-        """Σ_m (1/B) Σ_i w_mi CE(z_mi, y_i): each member's weighted mean cross-entropy."""
-        x, y = batch
+        """Σ_m (1/B) Σ_i w_mi CE(z_mi, y_i): each member's weighted mean cross-entropy (the
+        batch is `(x, y, global_ids)` for `bootstrap`)."""
+        x, y, *ids = batch
         logits = self.member_logits(x)
         sample_losses = torch.stack([F.cross_entropy(z, y, reduction="none") for z in logits])
-        member_losses = (self.sample_weights(len(y)) * sample_losses).mean(1)
+        weights = self.sample_weights(len(y), ids[0] if ids else None)
+        member_losses = (weights * sample_losses).mean(1)
         loss = member_losses.sum()
         check_finite(loss, self.current_epoch, batch_idx)
         terms = {f"member_loss/{m}": member_loss for m, member_loss in enumerate(member_losses)}
@@ -161,6 +177,29 @@ class CommitteeModule(ClassifierModule):
         ):
             accuracy(logits, y)
             self.log(f"test/member_acc/{member}", accuracy, batch_size=len(y))
+
+
+class BootstrapCounts(nn.Module):
+    """Each member's bootstrap of a stage's labeled samples: how often each was drawn."""
+
+    def __init__(self, sorted_ids: torch.Tensor, counts: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("sorted_ids", sorted_ids, persistent=False)
+        self.register_buffer("counts", counts, persistent=False)
+
+    @classmethod
+    def draw(cls, labeled_ids: np.ndarray, members: int, seed: int) -> BootstrapCounts:
+        """n draws with replacement from the n labeled samples, per member (`seed`)."""
+        generator = torch.Generator().manual_seed(seed)
+        n = len(labeled_ids)
+        draws = torch.randint(0, n, (members, n), generator=generator)
+        counts = torch.zeros(members, n).scatter_add_(1, draws, torch.ones(members, n))
+        return cls(torch.from_numpy(np.sort(labeled_ids)), counts)
+
+    def weights(self, ids: torch.Tensor) -> torch.Tensor:
+        """(M, B) counts of the samples with global indices `ids` (all labeled)."""
+        positions = torch.searchsorted(self.sorted_ids, ids.to(self.sorted_ids.device))
+        return self.counts[:, positions]
 
 
 def check_committee(members: int, committee: str, train_loss_prediction: bool) -> None:

@@ -202,17 +202,23 @@ def test_bad_options_are_refused_naming_the_key():
             QbcSelector().setup(None, module, "fit")
 
 
-def test_two_bagged_stages_record_each_members_test_accuracy(tiny_config, tmp_path):
-    """(The default ensemble runs end to end in test_methods.py and test_contract.py.)"""
+def two_stages(tiny_config, tmp_path, committee: str, epochs: int) -> list[dict]:
+    """Two stages of a 2-member `committee` on TINY digits: 20, then 30 labels."""
     cfg = tiny_config(
         "method=qbc",
-        "method.module.committee=bagging",
+        f"method.module.committee={committee}",
         "budget.stages=2",
-        "trainer.max_epochs=2",
+        f"trainer.max_epochs={epochs}",
         *FASTER["qbc"],
     )
     records = run(cfg, tmp_path)
     assert [r["n_labeled"] for r in records] == [20, 30]
+    return records
+
+
+def test_two_bagged_stages_record_each_members_test_accuracy(tiny_config, tmp_path):
+    """(The default ensemble runs end to end in test_methods.py and test_contract.py.)"""
+    records = two_stages(tiny_config, tmp_path, "bagging", epochs=2)
     for record in records:
         assert {"test/member_acc/0", "test/member_acc/1"} <= set(record)
         assert "test/member_acc/2" not in record
@@ -257,15 +263,7 @@ def test_two_bootstrap_stages_serve_the_labeled_ids_the_committee_weighs(
     monkeypatch.setattr(
         BootstrapCounts, "weights", lambda self, ids: seen.append(ids) or weights(self, ids)
     )
-    cfg = tiny_config(
-        "method=qbc",
-        "method.module.committee=bootstrap",
-        "budget.stages=2",
-        "trainer.max_epochs=1",
-        *FASTER["qbc"],
-    )
-    records = run(cfg, tmp_path)
-    assert [r["n_labeled"] for r in records] == [20, 30]
+    records = two_stages(tiny_config, tmp_path, "bootstrap", epochs=1)
     first, second = ({int(i) for i in ids} for ids in seen)  # one batch a stage
     assert len(first) == 20 and len(second) == 30 and first < second
     assert first != set(range(20)), "global indices, not positions in the labeled set"

@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -15,7 +16,7 @@ from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from al.data.base import ALData, LabeledView, PoolInputs
-from al.data.fast import transformed_inputs
+from al.data.fast import BatchTransform, transformed_inputs
 from al.data.segmentation import MaskTargets
 from al.errors import ConfigError
 
@@ -146,7 +147,7 @@ class ALDataModule(pl.LightningDataModule):
         unlabeled = self._loader(unlabeled_view, batch_size, shuffle=True)
         return CombinedLoader({"labeled": labeled, "unlabeled": unlabeled}, EPOCHS[wanted.epoch])
 
-    def training_transform_on_device(self):
+    def training_transform_on_device(self) -> BatchTransform | None:
         """The pool's training transform if it is to run on the training device, else None."""
         transform = self.pool.batch_training_transform()
         if transform is None or (self.synthetic is not None and len(self.synthetic) > 0):
@@ -157,7 +158,7 @@ class ALDataModule(pl.LightningDataModule):
             return transform if on_accelerator else None
         return transform if self.device_augmentation else None
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Training batches of raw images, augmented and normalised on their device."""
         if self.device_transform is None or not self.trainer.training:
             return batch

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,7 +91,7 @@ def random_flips(images: torch.Tensor) -> torch.Tensor:
     return torch.where(flipped[:, None, None, None], images.flip(-1), images)
 
 
-def transformed_inputs(batch, transform: BatchTransform):
+def transformed_inputs(batch: Any, transform: BatchTransform) -> Any:
     """A collated training batch — `(x, y)`, `(x, global_index)` or a dict of them (labeled
     and unlabeled) — with every uint8 `x` passed through `transform` (on its device)."""
     if isinstance(batch, Mapping):

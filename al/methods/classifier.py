@@ -134,8 +134,8 @@ class ClassifierModule(pl.LightningModule):
 
     def log_epoch_means(self) -> None:
         """`train/*`: each loss term's batch-weighted mean over the epoch and the epoch's
-        `train/acc`, over every DDP rank, logged once, at the epoch's last batch (Lightning's
-        per-step logging cost ~0.4 of a small model's step: `python -m al.bench overhead`)."""
+        `train/acc`, over every DDP rank, logged once, at the epoch's last batch (a `self.log`
+        per term and step would cost each step Lightning's result collection)."""
         means = self.epoch_means.means(lambda sums: self.trainer.strategy.reduce(sums, None, "sum"))
         for name, value in means.items():
             # Equal on every rank already: sync_dist keeps Lightning from warning under DDP.
@@ -194,7 +194,7 @@ class EpochMeans:
         self.samples = 0
 
     def add(self, values: Mapping[str, torch.Tensor], batch_size: int, hits: torch.Tensor) -> None:
-        weighted = torch.stack(list(values.values())).detach() * batch_size
+        weighted = torch.stack(list(values.values())).detach().float() * batch_size
         if self.sums is None:
             self.sums, self.hits = weighted, hits
         else:

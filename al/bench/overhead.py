@@ -59,14 +59,19 @@ def scales(settings: Settings) -> list[Scale]:
 
 
 def stage_config(
-    settings: Settings, epochs: int, scale: Scale | None = None, root: str = ""
+    settings: Settings,
+    epochs: int,
+    scale: Scale | None = None,
+    root: str = "",
+    extra: tuple[str, ...] = (),
 ) -> DictConfig:
-    """The default experiment's config (with `scale`'s overrides, its files under `root`),
-    no logger."""
+    """The default experiment's config (with `scale`'s overrides, its files under `root`, and
+    `extra` overrides), no logger."""
     accelerator = "gpu" if settings.device.type == "cuda" else "cpu"
     files = scale is not None and scale.files
     overrides = [
         *(scale.overrides if scale is not None else ()),
+        *extra,
         *([f"dataset.root={root}", "dataset.pool_size=null"] if files else []),
         "logger=none",
         f"trainer.max_epochs={epochs}",

@@ -1,20 +1,42 @@
-"""`selection`: selectors' seconds to score 1k / 10k / 100k candidates against a bare forward
-pass over the same loader, and Core-set's k-center against its reference and floor."""
+"""`selection`: selectors' seconds to score candidates against a bare forward pass over the
+same loader — the single-pass scores at 1k / 10k / 100k, every method of `conf/method/` with
+its own task module and selector at 1k / 10k — and Core-set's k-center against its reference
+and floor."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
 
 from al.bench.figures import Figure, PeakMemory, timed
 from al.bench.kcenter_figures import kcenter_figures
+from al.bench.overhead import stage_config
 from al.bench.pools import in_memory_inputs, request_for, task_module
 from al.bench.settings import Settings
+from al.errors import build
+from al.loop import build_module
 from al.methods.coreset import CoresetSelector
 from al.methods.entropy import EntropySelector
 from al.methods.least_confidence import LeastConfidenceSelector
 from al.methods.margin import MarginSelector
 from al.methods.selector import SelectionRequest, Selector, collect
+from al.toy import CONF_DIR
+
+# What a method is benched with beyond its defaults, and why. MC-dropout selectors need a model
+# with dropout. The VAE-based selectors train their VAE (and discriminator) for `epochs_v`
+# epochs inside selection: 100 by default, benched at 1, so their row is one epoch plus the
+# scoring. BatchBALD's greedy joint entropy grows with the picks: 10 instead of 100.
+METHOD_OVERRIDES = {
+    "bald": ("model.dropout=0.5",),
+    "batchbald": ("model.dropout=0.5",),
+    "bgadl": ("model.dropout=0.5",),
+    "vaal": ("method.selector.epochs_v=1",),
+    "ta_vaal": ("method.selector.epochs_v=1",),
+    "sraal": ("method.selector.epochs_v=1",),
+}
+METHOD_PICKS = {"batchbald": 10}
 
 SELECTORS = {
     "entropy": EntropySelector,
@@ -37,14 +59,22 @@ def forward_pass(module: pl.LightningModule, request: SelectionRequest) -> None:
 
 
 def selector_figure(
-    settings: Settings, module: pl.LightningModule, request: SelectionRequest, name: str
+    settings: Settings,
+    module: pl.LightningModule,
+    request: SelectionRequest,
+    name: str,
+    make_selector: Callable[[], Selector],
+    repeats: int,
+    note: str = "",
 ) -> Figure:
-    """Selector `name` on `request`: seconds / the forward pass's, per pick, peak MB."""
+    """A fresh `make_selector()` on `request`, `repeats` times: seconds / the forward pass's,
+    per pick, peak MB."""
     seconds, baseline, peaks = [], [], []
-    for _ in range(settings.repeats):
+    forward_pass(module, request)  # warm-up: the module's first pass allocates its buffers
+    for _ in range(repeats):
         baseline.append(timed(forward_pass, module, request)[0])
         with PeakMemory(settings.device) as peak:
-            seconds.append(timed(select, SELECTORS[name](), module, request)[0])
+            seconds.append(timed(select, make_selector(), module, request)[0])
         peaks.append(peak.megabytes)
     query = request.query
     return Figure(
@@ -58,19 +88,52 @@ def selector_figure(
             "seconds_per_pick": [s / query for s in seconds],
             "peak_mb": peaks,
         },
+        note=note,
     )
 
 
 def selector_figures(settings: Settings) -> list[Figure]:
-    """Every selector at every pool size, on the untrained default task module."""
+    """The single-pass selectors at every pool size, on the untrained default task module."""
     module = task_module(settings)
     labeled, query = settings.pick(1000, 100), settings.pick(100, 20)
     figures = []
     for size in settings.pick((1_000, 10_000, 100_000), (1_000, 5_000)):
         request = request_for(in_memory_inputs(labeled + size), labeled, query)
-        figures += [selector_figure(settings, module, request, name) for name in SELECTORS]
+        figures += [
+            selector_figure(settings, module, request, name, kind, settings.repeats)
+            for name, kind in SELECTORS.items()
+        ]
+    return figures
+
+
+def method_figures(settings: Settings) -> list[Figure]:
+    """Every method's own (untrained) task module and selector, built from its config with
+    `METHOD_OVERRIDES`, on digits-sized inputs, once per size (its heavy repeats)."""
+    labeled, query = settings.pick(1000, 100), settings.pick(100, 20)
+    methods = sorted(path.stem for path in (CONF_DIR / "method").glob("*.yaml"))
+    figures = []
+    for size in settings.pick((1_000, 10_000), (500,)):
+        inputs = in_memory_inputs(labeled + size)
+        for method in methods:
+            overrides = METHOD_OVERRIDES.get(method, ())
+            cfg = stage_config(settings, 1, extra=(f"method={method}", *overrides))
+            pl.seed_everything(0, verbose=False)
+            module = build_module(cfg, num_classes=10).to(settings.device).eval()
+            picks = min(query, METHOD_PICKS.get(method, query))
+            request = request_for(inputs, labeled, picks)
+            figures.append(
+                selector_figure(
+                    settings,
+                    module,
+                    request,
+                    f"method={method}",
+                    lambda cfg=cfg: build(cfg.method.selector),
+                    settings.heavy_repeats,
+                    note=" ".join(overrides),
+                )
+            )
     return figures
 
 
 def run(settings: Settings) -> list[Figure]:
-    return selector_figures(settings) + kcenter_figures(settings)
+    return selector_figures(settings) + method_figures(settings) + kcenter_figures(settings)

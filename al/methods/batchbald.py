@@ -95,9 +95,10 @@ def joint_entropies(
     configs: Configurations, probs: torch.Tensor, memory_bytes: int = 2**28
 ) -> torch.Tensor:
     """H(y_1..y_n, y_x) for every candidate x of MC probabilities `probs` (N × T × C):
-    H(y_1..y_n) + Σ_m p(ŷ_m) H(p(y_x | ŷ_m)), in candidate blocks of `memory_bytes`."""
+    H(y_1..y_n) + Σ_m p(ŷ_m) H(p(y_x | ŷ_m)), in candidate blocks whose two live B × C × M
+    tensors (the predictives and their xlogy) take `memory_bytes` together."""
     posteriors, weights = configs.pass_posteriors(), configs.weights()
-    block = max(1, memory_bytes // (len(weights) * probs.shape[2] * FLOAT_BYTES))
+    block = max(1, memory_bytes // (2 * len(weights) * probs.shape[2] * FLOAT_BYTES))
     conditionals = []
     for candidates in probs.split(block):
         predictive = torch.einsum("tm,ntc->ncm", posteriors, candidates)  # contiguous: fast logs

@@ -101,7 +101,9 @@ def joint_entropies(
     block = max(1, memory_bytes // (2 * len(weights) * probs.shape[2] * FLOAT_BYTES))
     conditionals = []
     for candidates in probs.split(block):
-        predictive = torch.einsum("tm,ntc->ncm", posteriors, candidates)  # contiguous: fast logs
+        # (B, C, T) @ (T, M): one matmul straight into a contiguous B × C × M (einsum's
+        # permutations held two more of them)
+        predictive = candidates.transpose(1, 2) @ posteriors
         conditionals.append(-torch.special.xlogy(predictive, predictive).sum(1) @ weights)
     return configs.entropy() + torch.cat(conditionals)
 

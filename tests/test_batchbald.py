@@ -4,6 +4,9 @@ exact and sampled estimators agreeing, and consistent MC dropout drawn from the 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -22,6 +25,8 @@ from al.methods.classifier import ClassifierModule
 from al.methods.selector import SelectionRequest, top_k
 from al.models.cnn import SmallCNN
 from al.models.mlp import MLP
+
+from conftest import ROOT
 
 CPU = torch.device("cpu")
 EXACT = JointEstimator(exact_max_batch=10, samples=1000, memory_bytes=2**26)
@@ -190,3 +195,26 @@ def test_a_model_without_dropout_or_too_many_samples_is_refused_before_training(
         BatchBaldSelector(samples=100_000, memory_mb=1).setup(None, module_with_dropout(), "fit")
     with pytest.raises(ConfigError, match="exact_max_batch=0"):
         BatchBaldSelector(exact_max_batch=0)
+
+
+@pytest.mark.slow
+def test_joint_entropies_stay_within_their_memory_budget():
+    """10k candidates × 10 classes against 10k sampled configurations, a 256 MB budget: the
+    blocks' live tensors (the predictives and their xlogy) must fit it; einsum's permuted
+    copies once took twice as much."""
+    script = textwrap.dedent(
+        """
+        import resource, torch
+        from al.methods.batchbald import Configurations, joint_entropies
+        generator = torch.Generator().manual_seed(0)
+        probs = torch.softmax(torch.randn(10_000, 20, 10, generator=generator), 2)
+        configs = Configurations(torch.randn(20, 10_000, generator=generator), sampled=True)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        joint_entropies(configs, probs, 256 * 2**20)
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert int(done.stdout) < 256 * 1.25  # MB of peak growth

@@ -258,7 +258,7 @@ def unused_path(path: Path) -> Path:
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write a temporary file, flush it to disk, then rename it over `path`; a full disk is a
     StorageError that says how to go on."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # apart for concurrent writers
     try:
         with open(tmp, "wb") as handle:
             handle.write(payload)
@@ -266,9 +266,9 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as error:
+        tmp.unlink(missing_ok=True)
         if error.errno not in DISK_FULL:
             raise
-        tmp.unlink(missing_ok=True)
         raise storage_error(path, error) from None
 
 

@@ -31,6 +31,16 @@ TINY = [
     "budget.stages=3",
     "trainer.max_epochs=10",
 ]
+# Two stages of 10 + 5 labels, one epoch each: the smallest run on the fake_root datasets.
+TINY_STAGES = [
+    "logger=none",
+    "budget.initial=10",
+    "budget.query=5",
+    "budget.stages=2",
+    "budget.subset=null",
+    "trainer.max_epochs=1",
+    "loader.batch_size=8",
+]
 
 # M2's networks, narrow, and one epoch a pass over the (small) labeled pool.
 M2_SMALL = [

@@ -18,7 +18,7 @@ from al.data.torchvision_data import cifar10, cifar100, fashion_mnist, mnist, sv
 from al.errors import ConfigError
 from al.loop import build_data, run
 
-from conftest import compose_config
+from conftest import TINY_STAGES, compose_config
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -110,15 +110,6 @@ def test_a_missing_dataset_names_path_files_and_fix(tmp_path, loader):
         assert "FashionMNIST/raw/{train-images-idx3-ubyte" in message
 
 
-TINY_STAGES = [
-    "logger=none",
-    "budget.initial=10",
-    "budget.query=5",
-    "budget.stages=2",
-    "budget.subset=null",
-    "trainer.max_epochs=1",
-    "loader.batch_size=8",
-]
 DATASET_OVERRIDES = {
     "mnist": ["dataset.pool_size=40"],
     "fashion_mnist": [

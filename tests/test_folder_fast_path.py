@@ -15,7 +15,7 @@ from al.data.folders import caltech101, image_folder
 from al.errors import DataError
 from al.loop import run
 
-from conftest import compose_config
+from conftest import TINY_STAGES, compose_config
 
 LOADERS = {
     "image_folder": lambda root, **kw: image_folder(str(root / "images"), image_size=16, **kw),
@@ -81,13 +81,7 @@ def test_two_stage_experiment_on_the_fast_path(fake_root, tmp_path, caplog):
         "dataset.num_classes=3",
         "dataset.pool_size=30",
         "dataset.fast_path=true",
-        "logger=none",
-        "budget.initial=10",
-        "budget.query=5",
-        "budget.stages=2",
-        "budget.subset=null",
-        "trainer.max_epochs=1",
-        "loader.batch_size=8",
+        *TINY_STAGES,
     )
     with caplog.at_level(logging.INFO, logger="al.data.folders"):
         records = run(cfg, tmp_path / "run")

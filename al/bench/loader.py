@@ -97,10 +97,10 @@ def images_per_epoch(data: ALData, device: torch.device, epochs: int) -> Callabl
         seen = 0
         for _ in range(epochs):
             for batch in datamodule.train_dataloader():
-                x, _ = batch = [part.to(device) for part in batch]
+                batch = [part.to(device) for part in batch]
                 if datamodule.device_transform is not None:
-                    x, _ = transformed_inputs(batch, datamodule.device_transform)
-                seen += len(x)
+                    batch = transformed_inputs(batch, datamodule.device_transform)
+                seen += len(batch[0])
         return seen
 
     return iterate

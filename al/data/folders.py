@@ -32,7 +32,8 @@ from al.data.vision import (
     read_image,
     vision_data,
 )
-from al.errors import ConfigError, DataError
+from al.errors import ConfigError, DataError, StorageError
+from al.store import atomic_write_text
 
 log = logging.getLogger(__name__)
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -233,15 +234,12 @@ def scanned(root: Path, pool_paths: list[str], test_paths: list[str], image_size
     pool_bad, mean, std = pool_statistics(pool_paths, image_size)
     result = {"fingerprint": key, "images": len(pool_paths) - len(pool_bad)}
     result |= {"bad": pool_bad + bad, "mean": mean, "std": std}
-    # Runs of a sweep may scan the same folder at once: each writes its own temporary file and
-    # renames it over the cache, so a reader sees a whole scan or none.
-    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    # Runs of a sweep may scan the same folder at once: the atomic write gives each its own
+    # temporary file, renamed over the cache, so a reader sees a whole scan or none.
     try:
-        tmp.write_text(json.dumps(result))
-        os.replace(tmp, cache)
-    except OSError as error:
+        atomic_write_text(cache, json.dumps(result))
+    except (OSError, StorageError) as error:
         log.warning("Could not cache the image scan in %s (%s); it reruns next time", cache, error)
-        tmp.unlink(missing_ok=True)
     return result
 
 

@@ -140,7 +140,6 @@ class ClassifierModule(pl.LightningModule):
         for name, value in means.items():
             # Equal on every rank already: sync_dist keeps Lightning from warning under DDP.
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, sync_dist=True)
-        self.epoch_means = EpochMeans()
 
     def training_losses(
         self, out: BackboneOutput, y: torch.Tensor, epoch: int, max_epochs: int

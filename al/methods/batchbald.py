@@ -95,17 +95,28 @@ def joint_entropies(
     configs: Configurations, probs: torch.Tensor, memory_bytes: int = 2**28
 ) -> torch.Tensor:
     """H(y_1..y_n, y_x) for every candidate x of MC probabilities `probs` (N × T × C):
-    H(y_1..y_n) + Σ_m p(ŷ_m) H(p(y_x | ŷ_m)), in candidate blocks whose two live B × C × M
-    tensors (the predictives and their xlogy) take `memory_bytes` together."""
+    H(y_1..y_n) + Σ_m p(ŷ_m) H(p(y_x | ŷ_m)), in candidate blocks whose B × C × M predictives
+    (xlogy'd in place) and their B × M sum over classes take `memory_bytes` together. Both live
+    in buffers allocated once: a fresh block per step fragments glibc's heap past the budget."""
     posteriors, weights = configs.pass_posteriors(), configs.weights()
-    block = max(1, memory_bytes // (2 * len(weights) * probs.shape[2] * FLOAT_BYTES))
-    conditionals = []
-    for candidates in probs.split(block):
-        # (B, C, T) @ (T, M): one matmul straight into a contiguous B × C × M (einsum's
-        # permutations held two more of them)
-        predictive = candidates.transpose(1, 2) @ posteriors
-        conditionals.append(-torch.special.xlogy(predictive, predictive).sum(1) @ weights)
-    return configs.entropy() + torch.cat(conditionals)
+    candidates, _, classes = probs.shape
+    configurations = len(weights)
+    block = max(1, memory_bytes // ((classes + 1) * configurations * FLOAT_BYTES))
+    block = min(block, candidates)
+    predictive_scratch = probs.new_empty(block * classes * configurations)
+    sum_scratch = probs.new_empty(block * configurations)
+    conditionals = probs.new_empty(candidates)
+    for start in range(0, candidates, block):
+        rows = probs[start : start + block]
+        predictive = predictive_scratch[: len(rows) * classes * configurations]
+        predictive = predictive.view(len(rows), classes, configurations)
+        # (B, C, T) @ (T, M) straight into a contiguous B × C × M
+        torch.matmul(rows.transpose(1, 2), posteriors, out=predictive)
+        torch.special.xlogy(predictive, predictive, out=predictive)
+        summed = sum_scratch[: len(rows) * configurations].view(len(rows), configurations)
+        torch.sum(predictive, dim=1, out=summed)
+        torch.mv(summed, weights, out=conditionals[start : start + block])
+    return configs.entropy() - conditionals
 
 
 def expected_entropies(probs: torch.Tensor) -> torch.Tensor:

@@ -21,27 +21,35 @@ def min_distances(points: torch.Tensor, centers: torch.Tensor, chunk: int) -> to
     tiny next to the norms, its cancellation error sits far below float32's resolution, so the
     float32 result is the exact one, rounded. The few points that lie that close to a center
     (duplicates of labeled samples: exact zeros, which the greedy's ties depend on) are
-    re-checked by explicit differences. Memory O(N + chunk·d + chunk²) beyond the inputs.
-    Devices without float64 (MPS) use explicit differences throughout.
+    re-checked by explicit differences. Memory O(N + chunk·d + chunk²) beyond the inputs, in
+    buffers allocated once: a fresh chunk² block per product fragments glibc's heap, whose
+    peak then grows with N. Devices without float64 (MPS) use explicit differences throughout.
     """
     if points.device.type == "mps" or len(centers) == 0:
         return difference_min_distances(points, centers, chunk)
     center_norms = torch.cat([block.double().square().sum(dim=1) for block in centers.split(chunk)])
     nearest = torch.empty(len(points), dtype=torch.float64, device=points.device)
-    suspects = []
+    suspect = torch.empty(len(points), dtype=torch.bool, device=points.device)
+    scratch = torch.empty(
+        min(chunk, len(points)) * min(chunk, len(centers)),
+        dtype=torch.float64,
+        device=points.device,
+    )
     for start in range(0, len(points), chunk):
         block = points[start : start + chunk].double()
         block_norms = block.square().sum(dim=1)
-        closest = torch.full_like(block_norms, float("inf"))
+        closest = nearest[start : start + chunk].fill_(float("inf"))
         for center_start in range(0, len(centers), chunk):
             center_block = centers[center_start : center_start + chunk].double()
-            norms = block_norms[:, None] + center_norms[center_start : center_start + chunk]
-            distances = torch.addmm(norms, block, center_block.T, alpha=-2.0)
-            torch.minimum(closest, distances.min(dim=1).values, out=closest)
+            distances = scratch[: len(block) * len(center_block)].view(len(block), -1)
+            block_center_norms = center_norms[center_start : center_start + chunk]
+            torch.add(block_norms[:, None], block_center_norms, out=distances)
+            distances.addmm_(block, center_block.T, alpha=-2.0)
+            torch.minimum(closest, distances.amin(dim=1), out=closest)
         tolerance = RECHECK_FRACTION * (block_norms + center_norms.max())
-        suspects.append(torch.nonzero(closest <= tolerance).squeeze(1) + start)
-        nearest[start : start + chunk] = closest.clamp_(min=0.0)
-    recheck = torch.cat(suspects)
+        torch.le(closest, tolerance, out=suspect[start : start + chunk])
+        closest.clamp_(min=0.0)
+    recheck = torch.nonzero(suspect).squeeze(1)
     if len(recheck):
         exact = difference_min_distances(points[recheck].double(), centers.double(), chunk)
         nearest[recheck] = exact

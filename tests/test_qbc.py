@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from al.errors import ConfigError
+from al.errors import ConfigError, build
 from al.loop import build_module, run
 from al.methods.classifier import ClassifierModule
 from al.methods.qbc import (
@@ -85,28 +85,54 @@ def test_variation_ratios_count_the_votes_against_the_modal_class():
     assert close(variation_ratios(TWO_MEMBERS), 0.5, 0.0, 0.0, 0.0)
 
 
-def committee(seed: int, members: int = 3, committee: str = "ensemble") -> CommitteeModule:
+def small_cnn(seed: int) -> SmallCNN:
     torch.manual_seed(seed)
-    backbone = SmallCNN([1, 8, 8], 10)
-    return CommitteeModule(backbone, torch.optim.Adam, 10, members=members, committee=committee)
+    return SmallCNN([1, 8, 8], 10)
+
+
+def committee(seed: int, members: int = 3, committee: str = "ensemble") -> CommitteeModule:
+    backbone = small_cnn(seed)
+    return CommitteeModule(
+        backbone,
+        torch.optim.Adam,
+        10,
+        members=members,
+        committee=committee,
+        member_backbone=small_cnn,
+    )
 
 
 def flat_weights(member: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in member.parameters()])
 
 
-def test_members_start_apart_from_the_backbones_own_initialisation_reproducibly():
+def test_members_are_fresh_backbones_from_their_own_seeds_reproducibly():
     module, again, other = committee(0), committee(0), committee(1)
     weights = [flat_weights(member) for member in module.members]
     assert all(torch.equal(w, flat_weights(m)) for w, m in zip(weights, again.members, strict=True))
     assert not torch.equal(weights[1], flat_weights(other.members[1]))
-    assert all(not torch.equal(weights[i], weights[j]) for i, j in [(0, 1), (0, 2), (1, 2)])
-    torch.manual_seed(0)
-    assert torch.equal(weights[0], flat_weights(SmallCNN([1, 8, 8], 10)))  # member 0: as built
-    pairs = zip(module.members[0].parameters(), module.members[1].parameters(), strict=True)
-    for tensor_0, tensor_1 in pairs:
-        # the same entries in a new order: the same initial distribution, layer by layer
-        assert torch.equal(tensor_0.flatten().sort().values, tensor_1.flatten().sort().values)
+    assert torch.equal(weights[0], flat_weights(small_cnn(0)))  # member 0: as built
+    for m in (1, 2):  # member m: the backbone built from member m's seed alone
+        assert torch.equal(weights[m], flat_weights(small_cnn(module.member_seed(m))))
+        # independent draws, not one draw's entries reordered
+        assert not torch.equal(weights[0].sort().values, weights[m].sort().values)
+
+
+def test_the_configured_factory_builds_members_of_the_runs_model_and_spares_the_global_stream():
+    cfg = compose_config("method=qbc", "model.dropout=0.3")
+    torch.manual_seed(5)
+    module = build_module(cfg, 10)
+    after = torch.rand(1)
+    torch.manual_seed(5)
+    build_module(compose_config("method=entropy", "model.dropout=0.3"), 10)
+    assert torch.equal(after, torch.rand(1))  # members 1..4 drew from their own seeds only
+    assert len(module.members) == 5
+    for member in module.members:
+        assert type(member) is type(module.members[0]) and member.dropout.p == 0.3
+    factory = build(cfg.method.module.member_backbone)
+    assert torch.equal(
+        flat_weights(module.members[3]), flat_weights(factory(module.member_seed(3)))
+    )
 
 
 def test_forward_is_the_log_of_the_members_mean_softmax():
@@ -194,6 +220,10 @@ def test_bad_options_are_refused_naming_the_key():
         committee(0, members=0)
     with pytest.raises(ConfigError, match=r"method\.module\.committee='boosting'"):
         committee(0, committee="boosting")
+    with pytest.raises(
+        ConfigError, match=r"method\.module\.members=2 needs method\.module\.member_b"
+    ):
+        CommitteeModule(small_cnn(0), torch.optim.Adam, 10, members=2)
     with pytest.raises(ConfigError, match="set lpm_on_all_methods=false"):
         build_module(compose_config("method=qbc", "lpm_on_all_methods=true"), 10)
     single = ClassifierModule(MLP([2], 10), torch.optim.Adam, num_classes=10)

@@ -12,12 +12,10 @@ resample of it (query by bagging, Abe & Mamitsuka 1998), two ways:
   sees every sample, and the members differ by the noise of their weights, not by samples some
   of them never see.
 
-Member 0 is the backbone as built; member m > 0 is a copy of it with the entries of every
-parameter tensor put in an order drawn from its own seed (from `torch.initial_seed()`, which the
-loop sets per stage, and m). Every initialisation our backbones use — PyTorch's defaults,
-torchvision's Kaiming-normal, BatchNorm's constants — draws a tensor's entries independently
-from one distribution, so a shuffled tensor is distributed exactly as a freshly initialised one,
-whatever the backbone's constructor did, without rebuilding it.
+Member 0 is the backbone as built; member m > 0 is a fresh backbone of the same model config
+(`member_backbone`, a `BackboneFactory`), initialised from its own seed (from
+`torch.initial_seed()`, which the loop sets per stage, and m): M independent draws of the
+backbone's own initialisation, as deep ensembles train them.
 
 All members train in one step with one optimizer on the sum of their losses. They share no
 parameter, so each parameter's gradient is that of its own member's loss alone, and the
@@ -28,8 +26,8 @@ are those of M independent runs. What would couple them: gradient clipping by th
 
 from __future__ import annotations
 
-import copy
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytorch_lightning as pl
@@ -60,18 +58,6 @@ def derived_seed(seed: int, purpose: int, key: int) -> int:
     return int(np.random.SeedSequence([seed, purpose, key]).generate_state(1, np.uint64)[0])
 
 
-def shuffled_copy(backbone: Backbone, seed: int) -> Backbone:
-    """A deep copy of `backbone` with each parameter tensor's entries permuted at random
-    (`seed`): for i.i.d. initialisations, a fresh draw from the backbone's own initialisation."""
-    member = copy.deepcopy(backbone)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in member.parameters():
-            order = torch.randperm(parameter.numel(), generator=generator)
-            parameter.copy_(parameter.flatten()[order.to(parameter.device)].view_as(parameter))
-    return member
-
-
 def mean_log_probabilities(member_logits: torch.Tensor) -> torch.Tensor:
     """log (1/M) Σ_m softmax(z_m) of (M, B, C) logits: the committee's prediction as logits."""
     members = member_logits.shape[0]
@@ -98,13 +84,14 @@ class CommitteeModule(ClassifierModule):
         committee: str = "ensemble",
         train_loss_prediction: bool = False,
         task: Task | None = None,
+        member_backbone: Callable[[int], Backbone] | None = None,
     ) -> None:
-        check_committee(members, committee, train_loss_prediction)
+        check_committee(members, committee, train_loss_prediction, member_backbone)
         super().__init__(backbone, optimizer, num_classes, scheduler, task=task)
         self.committee = committee
         self.committee_seed = torch.initial_seed()
-        copies = [shuffled_copy(backbone, self.member_seed(m)) for m in range(1, members)]
-        self.members = nn.ModuleList([backbone, *copies])
+        others = [member_backbone(self.member_seed(m)) for m in range(1, members)]
+        self.members = nn.ModuleList([backbone, *others])
         del self.backbone  # member 0, held once, in `members`
         self.member_test_acc = nn.ModuleList(
             MulticlassAccuracy(num_classes, average="micro") for _ in range(members)
@@ -202,7 +189,12 @@ class BootstrapCounts(nn.Module):
         return self.counts[:, positions]
 
 
-def check_committee(members: int, committee: str, train_loss_prediction: bool) -> None:
+def check_committee(
+    members: int,
+    committee: str,
+    train_loss_prediction: bool,
+    member_backbone: Callable[[int], Backbone] | None,
+) -> None:
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise ConfigError(
             f"method.module.members={members!r} must be a positive integer: e.g. "
@@ -217,6 +209,11 @@ def check_committee(members: int, committee: str, train_loss_prediction: bool) -
         raise ConfigError(
             "method=qbc trains a committee, not one task learner with a loss prediction "
             "module: set lpm_on_all_methods=false"
+        )
+    if members > 1 and member_backbone is None:
+        raise ConfigError(
+            f"method.module.members={members} needs method.module.member_backbone, the factory "
+            "of the other members (conf/method/qbc.yaml: al.models.factory.BackboneFactory)"
         )
 
 

@@ -14,8 +14,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from al.budget import Budget
 from al.errors import ConfigError
-from al.loop import build_data, run, run_stage
+from al.loop import build_data, build_module, run, run_stage
 from al.methods.ads import (
+    STEP_ROLES,
     AdsModule,
     AdsSelector,
     entropy_weights,
@@ -86,12 +87,14 @@ def test_the_prediction_is_the_mean_of_the_two_sigmoid_classifiers(head):
 
 
 def test_the_agreement_loss_weighs_each_sample_by_its_entropy():
-    """La = Σ_i (1/n)(1 − σ(E_i − τ)) La'_i (Eq. 5), rebuilt from the module's outputs."""
+    """La = Σ_i (1/n)(1 − σ(E_i − τ)) La'_i (Eq. 5), rebuilt from the module's outputs, with
+    the default E: each classifier's outputs renormalised, entropy in bits, averaged."""
     torch.manual_seed(1)
     module = AdsModule(MLP([4], 3, hidden=(8,)), SGD, 3, tau=0.3)
     x = torch.randn(6, 4)
     probabilities = module.classifier_probabilities(x)
-    entropy = -(probabilities * probabilities.log()).sum(2).mean(0)
+    renormalised = probabilities / probabilities.sum(2, keepdim=True)
+    entropy = -(renormalised * renormalised.log2()).sum(2).mean(0)
     difference = (probabilities[0] - probabilities[1]).abs().mean(1)
     expected = ((1 - torch.sigmoid(entropy - 0.3)) / 6 * difference).sum()
     loss, mean = module.agreement_loss(x)
@@ -99,51 +102,139 @@ def test_the_agreement_loss_weighs_each_sample_by_its_entropy():
     assert mean.item() == pytest.approx(entropy.mean().item(), rel=1e-5)
 
 
-def parameters_moved(module: AdsModule, step) -> dict[str, bool]:
-    """Which of g, f1, f2 and the backbone's unused classifier one optimizer step moves."""
-    before = {name: p.detach().clone() for name, p in module.named_parameters()}
-    optimizer, loss = step(module)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    moved = {name: not torch.equal(before[name], p) for name, p in module.named_parameters()}
-    groups = {"classifier": "backbone.classifier.", "g": "backbone.", "f": "heads."}
-    result = {}
-    for name, changed in moved.items():
-        group = next(key for key, prefix in groups.items() if name.startswith(prefix))
-        result.setdefault(group, set()).add(changed)
-    return result
+GROUPS = {"classifier": "backbone.classifier.", "g": "backbone.", "f": "heads."}
 
 
-def agreement_step(module: AdsModule):
-    return module.configure_optimizers()[0][1], module.agreement_loss(torch.randn(8, 1, 8, 8))[0]
+def moved_groups(before: dict[str, torch.Tensor], module: AdsModule) -> set[str]:
+    """Which of g, f (f1 and f2) and the backbone's unused classifier moved since `before`."""
+    moved = set()
+    for name, parameter in module.named_parameters():
+        if not torch.equal(before[name], parameter):
+            moved.add(next(key for key, prefix in GROUPS.items() if name.startswith(prefix)))
+    return moved
 
 
-def discrepancy_step(module: AdsModule):
-    x_u, x_l, y_l = torch.randn(8, 1, 8, 8), torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
-    discrepancy, bce = module.discrepancy_loss(x_u, x_l, y_l)
-    return module.configure_optimizers()[0][2], discrepancy + bce
+def stepping_by_hand(module: AdsModule) -> list[tuple[str, set[str]]]:
+    """Run the module's steps outside a Trainer (backward by hand, its own optimizers) and
+    return, per update in `training_step`'s order, the loss it logged and what it moved."""
+    optimizers = module.configure_optimizers()[0]
+    module.optimizers = lambda: optimizers
+    module.manual_backward = lambda loss: loss.backward()
+    updates = []
+    plain_update = module.update
+
+    def recording(optimizer, loss, batch_idx, held=()):
+        before = {name: p.detach().clone() for name, p in module.named_parameters()}
+        logged = plain_update(optimizer, loss, batch_idx, held)
+        updates.append((logged, moved_groups(before, module)))
+        return logged
+
+    module.update = recording
+    return updates
 
 
-def labeled_step(module: AdsModule):
-    x_l, y_l = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
-    return module.configure_optimizers()[0][0], module.labeled_loss(x_l, y_l)[0]
+def one_training_step(module: AdsModule) -> list[set[str]]:
+    """What each update of one epoch-0 step moves: [labeled, (agreement, discrepancy,)
+    labeled] (Algorithm 1's extra labeled pass first in epoch 0)."""
+    updates = stepping_by_hand(module)
+    torch.manual_seed(2)
+    labeled = (torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]))
+    unlabeled = (torch.randn(8, 1, 8, 8), torch.arange(8))
+    module.training_step({"labeled": labeled, "unlabeled": unlabeled}, 0)
+    return [moved for _, moved in updates]
 
 
 @pytest.mark.parametrize("head", ["linear", "cosine_prototype"])
+@pytest.mark.parametrize("step_optimizer", ["sgd", "run", "separate"])
+def test_each_update_moves_only_its_parameters(head, step_optimizer):
+    """Under every step_optimizer: the labeled step (Eq. 1) moves g, f1, f2, the agreement
+    step (Eq. 5) g alone, the discrepancy step (Eq. 8) f1, f2 alone; the backbone's own linear
+    classifier is never trained."""
+    module = small_module(head, step_optimizer=step_optimizer)
+    moved = one_training_step(module)
+    assert moved == [{"g", "f"}, {"g"}, {"f"}, {"g", "f"}]
+
+
+def test_without_unlabeled_steps_only_the_labeled_bce_trains():
+    """unlabeled_steps=false: epoch 0's extra labeled step and the step's own, nothing else."""
+    module = small_module(unlabeled_steps=False)
+    assert one_training_step(module) == [{"g", "f"}, {"g", "f"}]
+    assert sorted(module.epoch_means.names) == ["labeled_bce", "loss"]
+
+
+ADAM = functools.partial(torch.optim.Adam, lr=1e-3)
+
+
+def held_parameters(module: AdsModule, optimizer: torch.optim.Optimizer) -> set[str]:
+    """Which of g, f and the backbone's classifier `optimizer` holds parameters of."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    names = [name for name, p in module.named_parameters() if id(p) in held]
+    return {
+        next(key for key, prefix in GROUPS.items() if name.startswith(prefix)) for name in names
+    }
+
+
 @pytest.mark.parametrize(
-    ("step", "expected"),
+    ("step_optimizer", "expected"),
     [
-        (agreement_step, {"g": {True}, "f": {False}}),
-        (discrepancy_step, {"g": {False}, "f": {True}}),
-        (labeled_step, {"g": {True}, "f": {True}}),
+        ("sgd", [("Adam", {"g", "f"}), ("SGD", {"g"}), ("SGD", {"f"})]),
+        ("run", [("Adam", {"g", "f"})]),
+        ("separate", [("Adam", {"g", "f"}), ("Adam", {"g"}), ("Adam", {"f"})]),
     ],
 )
-def test_each_update_moves_only_its_parameters(head, step, expected):
-    """Agreement (Eq. 5) moves g alone, discrepancy (Eq. 8) f1 and f2 alone, the labeled
-    step (Eq. 1) all of them; the backbone's own linear classifier is never trained."""
-    moved = parameters_moved(small_module(head), step)
-    assert moved == {**expected, "classifier": {False}}
+def test_the_step_optimizer_option_builds_these_optimizers(step_optimizer, expected):
+    """With the run's optimizer Adam: sgd adds SGD(lr 0.1, momentum 0, weight decay 5e-4)
+    for the agreement and discrepancy steps; each optimizer holds exactly these groups; the
+    run's scheduler goes to the run's optimizers only."""
+    torch.manual_seed(0)
+    backbone = SmallCNN([1, 8, 8], 10, channels=(4, 8), hidden=16)
+    scheduler = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1)
+    module = AdsModule(backbone, ADAM, 10, scheduler, step_optimizer=step_optimizer)
+    optimizers, schedulers = module.configure_optimizers()
+    built = [(type(o).__name__, held_parameters(module, o)) for o in optimizers]
+    assert built == expected
+    assert [s.optimizer for s in schedulers] == [
+        o for o in optimizers if type(o).__name__ == "Adam"
+    ]
+    for optimizer in optimizers[1:] if step_optimizer == "sgd" else []:
+        settings = optimizer.param_groups[0]
+        assert (settings["lr"], settings["momentum"], settings["weight_decay"]) == (0.1, 0, 5e-4)
+    labeled, agreement, discrepancy = (optimizers[i] for i in STEP_ROLES[step_optimizer])
+    assert labeled is optimizers[0]
+    assert (agreement is discrepancy) == (step_optimizer == "run")
+
+
+def agreement_step_of_g(step_optimizer: str, weighting: str) -> torch.Tensor:
+    """How far one agreement step moves g's parameters (flattened), without weight decay."""
+    torch.manual_seed(0)
+    backbone = SmallCNN([1, 8, 8], 10, channels=(4, 8), hidden=16)
+    module = AdsModule(
+        backbone,
+        ADAM,
+        10,
+        weighting=weighting,
+        step_optimizer=step_optimizer,
+        step_sgd={"weight_decay": 0.0},
+    )
+    module.double().eval()  # float64: steps of 1e-8 stay exact; eval: the same outputs
+    stepping_by_hand(module)
+    before = torch.cat([p.detach().flatten().clone() for p in module.backbone.parameters()])
+    agreement_optimizer = module.step_optimizers()[1]
+    torch.manual_seed(3)
+    x_u = torch.randn(8, 1, 8, 8, dtype=torch.float64)
+    module.update(agreement_optimizer, module.agreement_loss(x_u)[0], 0)
+    return torch.cat([p.detach().flatten() for p in module.backbone.parameters()]) - before
+
+
+def test_under_sgd_the_weights_scale_the_agreement_step_and_under_separate_adam_they_do_not():
+    """The code's weights are the paper's / 128: under SGD g moves exactly 128× less; under a
+    fresh Adam of its own (separate) the step is the same size either way."""
+    sgd_paper, sgd_code = agreement_step_of_g("sgd", "paper"), agreement_step_of_g("sgd", "code")
+    assert sgd_paper.abs().max() > 0
+    assert torch.allclose(sgd_code * 128, sgd_paper, rtol=1e-4, atol=1e-9)
+    adam_paper = agreement_step_of_g("separate", "paper").norm()
+    adam_code = agreement_step_of_g("separate", "code").norm()
+    assert adam_code / adam_paper > 0.5
 
 
 def test_the_selector_ranks_by_the_mean_entropy_of_both_classifiers():
@@ -171,11 +262,35 @@ def test_the_selector_ranks_by_the_mean_entropy_of_both_classifiers():
         assert torch.allclose(scores, torch.tensor([expected[i] for i in order]), atol=1e-6)
 
 
-def candidates_request(query: int) -> SelectionRequest:
-    """Candidates 10-13 whose input is the row of the constructed outputs."""
-    dataset = TensorDataset(torch.arange(4.0)[:, None], torch.arange(10, 14))
+def test_the_default_ranks_a_sample_no_class_fits_above_a_confident_one(tiny_config):
+    """Candidate 10: every sigmoid 0.001 in both classifiers (no class fits); candidate 11:
+    one sigmoid 0.999, the rest 0.001 (confident). The configured default (the code's
+    renormalised entropy) puts 10 first at log2 10 bits, 11 at 0.10 bits; Eq. 3 on the raw
+    sigmoids scores both ≈ 0 (0.069 and 0.063 nats): it cannot tell them apart."""
+    low, high = 0.001, 0.999
+    none_fits = torch.full((10,), low)
+    confident = torch.tensor([high, *[low] * 9])
+    table = torch.stack([none_fits, confident]).expand(2, 2, 10)
+    module = build_module(tiny_config("method=ads"), 10)
+    module.classifier_probabilities = lambda x: table[:, x[:, 0].long()]
+    indices, scores = AdsSelector().select(module, candidates_request(2, candidates=2))
+    shares = confident / confident.sum()
+    assert indices.tolist() == [10, 11]
+    assert scores[0].item() == pytest.approx(math.log2(10), abs=1e-5)
+    assert scores[1].item() == pytest.approx(-(shares * shares.log2()).sum().item(), abs=1e-5)
+    assert scores[1].item() == pytest.approx(0.1019, abs=1e-4)
+    module.entropy = "paper"
+    paper = AdsSelector().select(module, candidates_request(2, candidates=2))[1]
+    h_low, h_high = -low * math.log(low), -high * math.log(high)
+    assert paper.tolist() == pytest.approx([10 * h_low, h_high + 9 * h_low], abs=1e-6)
+
+
+def candidates_request(query: int, candidates: int = 4) -> SelectionRequest:
+    """Candidates 10, 11, … whose input is the row of the constructed outputs."""
+    indices = torch.arange(10, 10 + candidates)
+    dataset = TensorDataset(torch.arange(float(candidates))[:, None], indices)
     loader = DataLoader(dataset, batch_size=3)
-    return SelectionRequest(loader, loader, torch.arange(10, 14), query=query, seed=0)
+    return SelectionRequest(loader, loader, indices, query=query, seed=0)
 
 
 def test_a_stage_trains_on_the_unlabeled_loader_without_labels(tiny_config, monkeypatch):
@@ -213,6 +328,7 @@ def test_a_stage_trains_on_the_unlabeled_loader_without_labels(tiny_config, monk
         ({"head": "mlp"}, "head='mlp' is not one of linear, cosine_prototype"),
         ({"entropy": "binary"}, "entropy='binary'"),
         ({"weighting": "fixed"}, "weighting='fixed'"),
+        ({"step_optimizer": "adam"}, "step_optimizer='adam' is not one of sgd, run, separate"),
         ({"head": "cosine_prototype", "prototypes": 0}, "prototypes=0"),
         ({"head": "cosine_prototype", "temperature": 0.0}, "temperature=0.0"),
         ({"train_loss_prediction": True}, "lpm_on_all_methods=false"),

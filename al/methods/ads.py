@@ -8,8 +8,16 @@ a discrepancy pass over U with L, a pass over L). The datamodule serves one pair
 epoch, so here every step does the same updates in the same order on its labeled and unlabeled
 batch: [epoch 0: the labeled BCE on g, f1, f2 (Eq. 1)]; agreement on the unlabeled batch, g
 only (Eqs. 2-5); discrepancy on the unlabeled batch plus the labeled BCE, f1 and f2 only
-(Eqs. 6-8); the labeled BCE on g, f1, f2 (Eq. 1). Each update has its own optimizer from the
-configured factory (and its own scheduler), so momentum persists across steps.
+(Eqs. 6-8); the labeled BCE on g, f1, f2 (Eq. 1). `unlabeled_steps=False` keeps only the
+labeled BCE steps: the ablation, on the same batches.
+
+`step_optimizer` says which optimizer takes each update. `sgd` (the paper's "using SGD"; the
+code's SGD): the labeled BCE steps use the run's optimizer, the agreement and discrepancy steps
+plain SGD (`step_sgd`), so their loss weights w_a, w_d scale their steps. `run`: one instance of
+the run's optimizer takes every update, so under Adam each weight still scales its loss against
+the labeled BCE it shares the moment estimates with. `separate`: the run's optimizer thrice, one
+per update; Adam then normalises each update's loss scale away, and the g-only agreement step
+moves g by a full step whatever w_a is.
 
 The entropy weights are constants of each update (detached, as the code). The module is
 tested on log mean(ŷ¹, ŷ²): its argmax is that of the mean prediction, its softmax the mean
@@ -19,6 +27,8 @@ renormalised to sum to one.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
@@ -38,6 +48,19 @@ HEADS = ("linear", "cosine_prototype")
 ENTROPIES = ("paper", "code")
 WEIGHTINGS = ("paper", "code")
 CODE_WEIGHT_DIVISOR = 128  # the code's fixed divisor of the weights (its batch size)
+# Which of configure_optimizers' optimizers takes the labeled, agreement and discrepancy step.
+STEP_ROLES = {"sgd": (0, 1, 2), "run": (0, 0, 0), "separate": (0, 1, 2)}
+
+
+@dataclass(frozen=True)
+class StepSGD:
+    """The agreement and discrepancy steps' SGD under `step_optimizer: sgd` (the code's lr 0.1
+    and weight decay 5e-4; momentum 0: the code builds its SGD(momentum 0.9) afresh every
+    minibatch, and a fresh buffer's first step is the plain gradient step)."""
+
+    lr: float = 0.1
+    momentum: float = 0.0
+    weight_decay: float = 5.0e-4
 
 
 class CosinePrototypeHead(nn.Module):
@@ -80,8 +103,9 @@ def prediction_discrepancy(probabilities: torch.Tensor) -> torch.Tensor:
 
 def mean_entropy(probabilities: torch.Tensor, variant: str = "paper") -> torch.Tensor:
     """E(u) of (2, B, C) sigmoid outputs. `paper` (Eq. 3): −½ Σ_k Σ_c ŷᵏ_c ln ŷᵏ_c of the
-    sigmoid outputs as they are; `code`: each classifier's outputs renormalised to sum to one,
-    entropy in bits, averaged over the two."""
+    sigmoid outputs as they are (−ŷ ln ŷ peaks at ŷ = 1/e: a sample no class fits, every
+    ŷ ≈ 0, scores ≈ 0); `code`: each classifier's outputs renormalised to sum to one, entropy
+    in bits, averaged over the two (every ŷ ≈ 0 renormalises to near uniform: the maximum)."""
     if variant == "code":
         renormalised = probabilities / probabilities.sum(2, keepdim=True)
         return -torch.special.xlogy(renormalised, renormalised).sum(2).mean(0) / math.log(2)
@@ -118,7 +142,9 @@ class AdsModule(ClassifierModule):
     unused, as ADS removes the FC layers), f1 and f2 = two `head`s; trained per step as the
     module docstring says, on labeled and unlabeled batches (`unlabeled_batch_size`,
     `epoch`: `UnlabeledTraining`). `tau` is τ of Eqs. 4 and 7, `entropy` and `weighting`
-    the paper's or the code's E(u) and weight normalisation."""
+    the paper's or the code's E(u) and weight normalisation; `step_optimizer` and `step_sgd`
+    which optimizer takes each update, `unlabeled_steps` whether the agreement and
+    discrepancy steps run at all (module docstring)."""
 
     single_device = True  # Algorithm 1: three backward passes per step
 
@@ -134,14 +160,17 @@ class AdsModule(ClassifierModule):
         prototypes: int = 3,
         temperature: float = 0.05,
         tau: float = 0.1,
-        entropy: str = "paper",
+        entropy: str = "code",
         weighting: str = "paper",
+        step_optimizer: str = "sgd",
+        step_sgd: Mapping | None = None,
+        unlabeled_steps: bool = True,
         unlabeled_batch_size: int | None = 128,
         epoch: str = "longest",
         train_loss_prediction: bool = False,
         task: Task | None = None,
     ) -> None:
-        check_options(entropy, weighting, train_loss_prediction)
+        check_options(entropy, weighting, step_optimizer, train_loss_prediction)
         super().__init__(backbone, optimizer, num_classes, scheduler, task=task)
         self.automatic_optimization = False
         dim = backbone.classifier.in_features
@@ -149,6 +178,8 @@ class AdsModule(ClassifierModule):
             build_head(head, dim, num_classes, prototypes, temperature) for _ in range(2)
         )
         self.tau, self.entropy, self.weighting = tau, entropy, weighting
+        self.step_optimizer, self.step_sgd = step_optimizer, StepSGD(**(step_sgd or {}))
+        self.unlabeled_steps = unlabeled_steps
         self.unlabeled_training = UnlabeledTraining(unlabeled_batch_size, epoch)
         self.classifier_test_acc = nn.ModuleList(
             MulticlassAccuracy(num_classes, average="micro") for _ in range(2)
@@ -201,29 +232,47 @@ class AdsModule(ClassifierModule):
         return labeled_bce(scores, y_l), scores
 
     def update(
-        self, optimizer: LightningOptimizer, loss: torch.Tensor, batch_idx: int
+        self,
+        optimizer: LightningOptimizer,
+        loss: torch.Tensor,
+        batch_idx: int,
+        held: Iterable[nn.Parameter] = (),
     ) -> torch.Tensor:
-        """One step of `optimizer` on `loss`; the loss, detached, for the epoch's log."""
+        """One step of `optimizer` on `loss`, leaving the `held` parameters where they are
+        (their gradients dropped: an optimizer skips a parameter without one); the loss,
+        detached, for the epoch's log."""
         check_finite(loss, self.current_epoch, batch_idx)
         optimizer.zero_grad()
         self.manual_backward(loss)
+        for parameter in held:
+            parameter.grad = None
         optimizer.step()
         return loss.detach()
+
+    def step_optimizers(self) -> tuple[LightningOptimizer, ...]:
+        """The optimizers that take the labeled, the agreement and the discrepancy update."""
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        return tuple(optimizers[role] for role in STEP_ROLES[self.step_optimizer])
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         """Algorithm 1's updates on one labeled and one unlabeled batch (module docstring)."""
         (x_l, y_l), (x_u, _) = batch["labeled"], batch["unlabeled"]
-        every, features_only, classifiers_only = self.optimizers()
+        labeled, agreement_step, discrepancy_step = self.step_optimizers()
         if self.current_epoch == 0:
-            self.update(every, self.labeled_loss(x_l, y_l)[0], batch_idx)
-        agreement, entropy = self.agreement_loss(x_u)
-        losses = {"agreement": self.update(features_only, agreement, batch_idx)}
-        discrepancy, discrepancy_bce = self.discrepancy_loss(x_u, x_l, y_l)
-        self.update(classifiers_only, discrepancy + discrepancy_bce, batch_idx)
-        losses["discrepancy"] = discrepancy.detach()
+            self.update(labeled, self.labeled_loss(x_l, y_l)[0], batch_idx)
+        losses = {}
+        if self.unlabeled_steps:
+            agreement, entropy = self.agreement_loss(x_u)
+            held = self.heads.parameters()
+            losses["agreement"] = self.update(agreement_step, agreement, batch_idx, held)
+            discrepancy, discrepancy_bce = self.discrepancy_loss(x_u, x_l, y_l)
+            self.update(discrepancy_step, discrepancy + discrepancy_bce, batch_idx)
+            losses["discrepancy"] = discrepancy.detach()
+            losses["unlabeled_entropy"] = entropy
         bce, scores = self.labeled_loss(x_l, y_l)
-        losses["labeled_bce"] = self.update(every, bce, batch_idx)
-        terms = {**losses, "unlabeled_entropy": entropy, "loss": losses["labeled_bce"]}
+        losses["labeled_bce"] = self.update(labeled, bce, batch_idx)
+        terms = {**losses, "loss": losses["labeled_bce"]}
         self.track_epoch(terms, mean_log_probabilities(scores.detach()), y_l, batch_idx)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -237,31 +286,53 @@ class AdsModule(ClassifierModule):
             self.log(f"test/classifier_acc/{k}", accuracy, batch_size=len(y))
 
     def on_train_epoch_end(self) -> None:
-        """Manual optimisation steps the three schedulers once per epoch."""
-        for scheduler in self.lr_schedulers() or []:
-            scheduler.step()
+        """Manual optimisation steps the run optimizers' schedulers once per epoch."""
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            if scheduler is not None:
+                scheduler.step()
 
     def configure_optimizers(self):
-        """The configured optimizer thrice: over g, f1, f2 (Eq. 1), over g alone (Eq. 5) and
-        over f1, f2 alone (Eq. 8); the backbone's unused linear classifier in none."""
+        """By `step_optimizer` (STEP_ROLES picks each update's): `sgd`: the configured
+        optimizer over g, f1, f2 (Eq. 1), SGD over g alone (Eq. 5) and over f1, f2 alone
+        (Eq. 8), with no scheduler (the code's SGD, rebuilt every minibatch, never reaches its
+        milestone); `run`: the configured optimizer once, over g, f1, f2; `separate`: it
+        thrice, over each update's parameters. The backbone's unused linear classifier is in
+        none. Each configured optimizer gets its scheduler."""
         classifier = set(self.backbone.classifier.parameters())
         features = [p for p in self.backbone.parameters() if p not in classifier]
         classifiers = list(self.heads.parameters())
-        optimizers = [
-            self.optimizer_factory([*features, *classifiers]),
-            self.optimizer_factory(features),
-            self.optimizer_factory(classifiers),
-        ]
+        run = [self.optimizer_factory([*features, *classifiers])]
+        if self.step_optimizer == "separate":
+            run += [self.optimizer_factory(features), self.optimizer_factory(classifiers)]
+        steps = []
+        if self.step_optimizer == "sgd":
+            settings = self.step_sgd
+            steps = [
+                torch.optim.SGD(
+                    group,
+                    lr=settings.lr,
+                    momentum=settings.momentum,
+                    weight_decay=settings.weight_decay,
+                )
+                for group in (features, classifiers)
+            ]
         if self.scheduler_factory is None:
-            return optimizers, []
-        return optimizers, [self.scheduler_factory(optimizer) for optimizer in optimizers]
+            return [*run, *steps], []
+        return [*run, *steps], [self.scheduler_factory(optimizer) for optimizer in run]
 
 
-def check_options(entropy: str, weighting: str, train_loss_prediction: bool) -> None:
+def check_options(
+    entropy: str, weighting: str, step_optimizer: str, train_loss_prediction: bool
+) -> None:
     if entropy not in ENTROPIES:
         raise ConfigError(f"method.module.entropy={entropy!r} is not one of paper, code")
     if weighting not in WEIGHTINGS:
         raise ConfigError(f"method.module.weighting={weighting!r} is not one of paper, code")
+    if step_optimizer not in STEP_ROLES:
+        raise ConfigError(
+            f"method.module.step_optimizer={step_optimizer!r} is not one of {', '.join(STEP_ROLES)}"
+        )
     if train_loss_prediction:
         raise ConfigError(
             "method=ads trains two sigmoid classifiers, not a loss prediction module: set "

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from al.budget import class_shares
 from al.data import ALData
 from al.methods.coreset import k_center_greedy
+from al.methods.selector import TieBreak
 from al.methods.vaal import shuffled_batches
 from al.models.vae import build_vae, vae_loss
 from al.pool import random_initial, stage_rng
@@ -48,10 +49,12 @@ def initial_indices(
         return class_initial(data.pool_targets, classes, size, seed)
     if strategy == "random":
         return random_initial(pool_size, size, seed)
-    torch.manual_seed(int(stage_rng(seed, 0, "kcenter").integers(2**31 - 1)))
+    kcenter_seed = int(stage_rng(seed, 0, "kcenter").integers(2**31 - 1))
+    torch.manual_seed(kcenter_seed)
     latents = pool_latents(data, settings)
     first = int(torch.randint(pool_size, (1,)))
-    picks, _ = k_center_greedy(latents, latents[first : first + 1], size - 1)
+    ties = TieBreak(kcenter_seed)
+    picks, _ = k_center_greedy(latents, latents[first : first + 1], size - 1, ties)
     return np.array([first, *picks.tolist()])
 
 

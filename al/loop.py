@@ -320,7 +320,8 @@ def finish_stage(
 ) -> dict:
     """Label the picks (and let a module that stores synthetic pairs make theirs), check every
     rank did the same, then persist picks, pool, synthetic pairs and records (with the
-    selector's stage metrics, `n_synthetic` and, when a stopping rule fires, `stopped`: why):
+    selector's stage metrics, `n_synthetic`, `tied_picks` and, when a stopping rule fires,
+    `stopped`: why):
     the stage is finished."""
     pool, records = state.pool, state.records
     labeled = pool.labeled_indices
@@ -345,6 +346,7 @@ def finish_stage(
         outcome.selection.seconds,
     )
     record["n_synthetic"] = trained_on_synthetic
+    record["tied_picks"] = outcome.selection.tied_picks
     record.update(outcome.selection.metrics)
     reason = budget.stop_reason(record)
     if reason is not None:

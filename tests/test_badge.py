@@ -19,7 +19,7 @@ from al.methods.badge import (
     squared_norms,
 )
 from al.methods.classifier import ClassifierModule
-from al.methods.selector import SelectionRequest
+from al.methods.selector import SelectionRequest, TieBreak
 from al.models.mlp import MLP
 
 from conftest import ROOT
@@ -69,7 +69,7 @@ def test_first_pick_is_the_largest_norm_embedding_and_picks_are_distinct():
     for seed in range(4):
         pminus, hidden = random_factors(seed)
         generator = torch.Generator().manual_seed(seed)
-        picks, scores = kmeans_pp_seeds(pminus, hidden, 15, generator)
+        picks, scores = kmeans_pp_seeds(pminus, hidden, 15, generator, TieBreak(0))
         norms = materialised(pminus, hidden).square().sum(1)
         assert int(picks[0]) == int(norms.argmax())
         assert torch.isclose(scores[0].double(), norms.max(), rtol=1e-5)
@@ -79,7 +79,9 @@ def test_first_pick_is_the_largest_norm_embedding_and_picks_are_distinct():
 
 def test_scores_are_the_squared_distance_to_the_nearest_earlier_pick():
     pminus, hidden = random_factors(5)
-    picks, scores = kmeans_pp_seeds(pminus, hidden, 6, torch.Generator().manual_seed(0))
+    picks, scores = kmeans_pp_seeds(
+        pminus, hidden, 6, torch.Generator().manual_seed(0), TieBreak(0)
+    )
     embeddings = materialised(pminus, hidden)
     for step in range(1, 6):
         earlier = embeddings[picks[:step]]
@@ -93,18 +95,29 @@ def test_later_picks_are_drawn_in_proportion_to_d_squared():
     hidden = torch.tensor([[3.0], [3.0], [2.0], [3.0 - 3.0**0.5]])
     pminus = torch.ones(4, 1)
     second = [
-        int(kmeans_pp_seeds(pminus, hidden, 2, torch.Generator().manual_seed(seed))[0][1])
+        int(
+            kmeans_pp_seeds(pminus, hidden, 2, torch.Generator().manual_seed(seed), TieBreak(0))[0][
+                1
+            ]
+        )
         for seed in range(400)
     ]
     assert set(second) == {2, 3}
     assert abs(second.count(2) / 400 - 0.25) < 0.06
 
 
-def test_when_every_d_squared_is_zero_the_lowest_unpicked_index_follows():
+def test_when_every_d_squared_is_zero_the_tie_break_orders_the_rest():
     pminus, hidden = torch.ones(5, 2), torch.ones(5, 3)
-    picks, scores = kmeans_pp_seeds(pminus, hidden, 5, torch.Generator().manual_seed(0))
-    assert picks.tolist() == [0, 1, 2, 3, 4]
+    ties = TieBreak(0)
+    picks, scores = kmeans_pp_seeds(pminus, hidden, 5, torch.Generator().manual_seed(0), ties)
+    assert sorted(picks.tolist()) == [0, 1, 2, 3, 4]
     assert scores[0] == 6.0 and (scores[1:] == 0).all()
+    assert ties.decided == 4  # the first by norm among 5 equal ones, then 3 of 4, 3, 2
+    orders = {
+        tuple(kmeans_pp_seeds(pminus, hidden, 5, torch.Generator(), TieBreak(seed))[0].tolist())
+        for seed in range(10)
+    }
+    assert len(orders) > 5
 
 
 @pytest.mark.slow
@@ -118,7 +131,7 @@ def test_memory_grows_with_the_factors_not_the_embeddings():
         pminus = torch.randn(50_000, 100, generator=generator)
         hidden = torch.randn(50_000, 256, generator=generator)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        picks, scores = kmeans_pp_seeds(pminus, hidden, 5, generator)
+        picks, scores = kmeans_pp_seeds(pminus, hidden, 5, generator, TieBreak(0))
         grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
         assert len(set(picks.tolist())) == 5
         print(grown // 1024)
@@ -144,7 +157,7 @@ def test_selector_seeds_the_candidates_factors_with_global_indices_from_the_seed
         picks, scores = BadgeSelector().select(module, request_for(x, 6, seed=3))
         factors = gradient_factors(module, x)
     expected, _ = kmeans_pp_seeds(
-        factors[:, :4], factors[:, 4:], 6, torch.Generator().manual_seed(3)
+        factors[:, :4], factors[:, 4:], 6, torch.Generator().manual_seed(3), TieBreak(3)
     )
     assert picks.tolist() == (500 + expected).tolist()
     assert scores[0] == squared_norms(factors[:, :4], factors[:, 4:]).max()

@@ -22,7 +22,7 @@ from al.methods.batchbald import (
     joint_entropies,
 )
 from al.methods.classifier import ClassifierModule
-from al.methods.selector import SelectionRequest, top_k
+from al.methods.selector import SelectionRequest, TieBreak
 from al.models.cnn import SmallCNN
 from al.models.mlp import MLP
 
@@ -66,8 +66,12 @@ def test_joint_entropy_of_two_points_two_classes_two_passes_by_hand():
 def test_one_point_is_bald_picks_and_scores():
     for seed in range(4):
         probs = random_probs(seed)
-        picks, gains = batchbald_greedy(probs, 1, EXACT, torch.Generator().manual_seed(0))
-        bald_pick, bald_score = top_k(torch.arange(len(probs)), bald(probs.transpose(0, 1)), 1)
+        picks, gains = batchbald_greedy(
+            probs, 1, EXACT, torch.Generator().manual_seed(0), TieBreak(0)
+        )
+        bald_pick, bald_score = TieBreak(0).top_k(
+            torch.arange(len(probs)), bald(probs.transpose(0, 1)), 1
+        )
         assert torch.equal(picks, bald_pick)
         assert torch.allclose(gains, bald_score, atol=1e-5)
 
@@ -79,9 +83,10 @@ def test_of_two_duplicates_with_the_highest_bald_a_batch_of_two_takes_one():
     other = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]])
     flat = torch.full((4, 2), 0.5)
     probs = torch.stack([flat, twin, twin, other])
-    assert top_k(torch.arange(4), bald(probs.transpose(0, 1)), 2)[0].tolist() == [1, 2]
-    picks, gains = batchbald_greedy(probs, 2, EXACT, torch.Generator().manual_seed(0))
-    assert picks.tolist() == [1, 3]
+    top_two = TieBreak(0).top_k(torch.arange(4), bald(probs.transpose(0, 1)), 2)[0]
+    assert sorted(top_two.tolist()) == [1, 2]
+    picks, gains = batchbald_greedy(probs, 2, EXACT, torch.Generator().manual_seed(0), TieBreak(0))
+    assert picks.tolist()[0] in (1, 2) and picks.tolist()[1] == 3  # one twin (a tie), then other
     noisy = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
     assert torch.allclose(gains, torch.tensor([math.log(2), math.log(2) - noisy]), atol=1e-5)
 
@@ -94,8 +99,12 @@ def test_sampled_joint_entropies_agree_with_exact_ones():
     assert (exact - sampled).abs().max() < 0.02
     # Sampled beyond the first point of the batch: the same greedy picks, gains within 0.02.
     estimated = JointEstimator(exact_max_batch=1, samples=20_000, memory_bytes=2**26)
-    exact_picks, exact_gains = batchbald_greedy(probs, 4, EXACT, torch.Generator().manual_seed(0))
-    picks, gains = batchbald_greedy(probs, 4, estimated, torch.Generator().manual_seed(0))
+    exact_picks, exact_gains = batchbald_greedy(
+        probs, 4, EXACT, torch.Generator().manual_seed(0), TieBreak(0)
+    )
+    picks, gains = batchbald_greedy(
+        probs, 4, estimated, torch.Generator().manual_seed(0), TieBreak(0)
+    )
     assert torch.equal(picks, exact_picks) and (gains - exact_gains).abs().max() < 0.02
 
 
@@ -115,8 +124,8 @@ def test_candidate_blocks_and_the_memory_budget_change_no_result():
 def test_greedy_picks_are_distinct_and_deterministic_given_the_seed():
     probs = random_probs(3, candidates=12, classes=3)
     estimator = JointEstimator(exact_max_batch=2, samples=500, memory_bytes=2**26)
-    first = batchbald_greedy(probs, 12, estimator, torch.Generator().manual_seed(7))
-    second = batchbald_greedy(probs, 12, estimator, torch.Generator().manual_seed(7))
+    first = batchbald_greedy(probs, 12, estimator, torch.Generator().manual_seed(7), TieBreak(0))
+    second = batchbald_greedy(probs, 12, estimator, torch.Generator().manual_seed(7), TieBreak(0))
     assert sorted(first[0].tolist()) == list(range(12))
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
     assert not torch.isnan(first[1]).any()
@@ -167,7 +176,7 @@ def test_selector_with_query_one_picks_bald_on_its_passes():
     with torch.no_grad():
         picks, gains = selector.select(module, request_for(x, 1, seed=4))
         indices, probs = selector.mc_probabilities(module, request_for(x, 1).candidates, seed=4)
-    expected, score = top_k(indices, bald(probs.transpose(0, 1)), 1)
+    expected, score = TieBreak(0).top_k(indices, bald(probs.transpose(0, 1)), 1)
     assert torch.equal(picks, expected) and torch.allclose(gains, score, atol=1e-5)
 
 

@@ -13,6 +13,7 @@ import torch
 from al.bench.__main__ import SUITES, main
 from al.bench.kcenter import exact_nearest, floor_k_center, reference_k_center
 from al.methods.coreset import k_center_greedy
+from al.methods.selector import TieBreak
 
 STATS = {"min", "median", "max"}
 MACHINE = {"platform", "cpu_count", "torch", "torch_threads", "device"}
@@ -52,7 +53,7 @@ def constructed_case() -> tuple[torch.Tensor, torch.Tensor, list[int]]:
 
 def test_the_baselines_and_coreset_pick_the_known_answer():
     candidates, centers, expected = constructed_case()
-    picks, _ = k_center_greedy(candidates, centers, k=4)
+    picks, _ = k_center_greedy(candidates, centers, 4, TieBreak(0))
     assert picks.tolist() == expected
     assert floor_k_center(candidates, exact_nearest(candidates, centers), 4) == expected
     assert reference_k_center(candidates.numpy(), centers.numpy(), 4) == expected
@@ -61,7 +62,7 @@ def test_the_baselines_and_coreset_pick_the_known_answer():
 def test_the_baselines_pick_what_coreset_picks_on_a_line():
     centers = torch.tensor([[0.0]])
     candidates = torch.tensor([[1.0], [2.0], [10.0], [11.0]])
-    expected = k_center_greedy(candidates, centers, k=3)[0].tolist()
+    expected = k_center_greedy(candidates, centers, 3, TieBreak(0))[0].tolist()
     assert expected == [3, 1, 0]
     assert floor_k_center(candidates, exact_nearest(candidates, centers), 3) == expected
     assert reference_k_center(candidates.numpy(), centers.numpy(), 3) == expected
@@ -70,7 +71,7 @@ def test_the_baselines_pick_what_coreset_picks_on_a_line():
 def test_the_baselines_agree_with_coreset_on_random_features():
     generator = torch.Generator().manual_seed(0)
     candidates, centers = torch.randn(200, 16, generator=generator), torch.randn(10, 16)
-    expected = k_center_greedy(candidates, centers, k=20, chunk=32)[0].tolist()
+    expected = k_center_greedy(candidates, centers, 20, TieBreak(0), 32)[0].tolist()
     assert floor_k_center(candidates, exact_nearest(candidates, centers), 20) == expected
     host = candidates.numpy().astype(np.float64), centers.numpy().astype(np.float64)
     assert reference_k_center(*host, 20) == expected

@@ -61,6 +61,7 @@ def two_stages(cfg, data: ALData, poisons=()) -> list[Selection]:
         assert len(picks) == QUERY and len(torch.unique(picks)) == QUERY
         assert np.all(pool.labelled_at[picks.numpy()] == UNLABELED)
         assert np.isin(picks.numpy(), pool.candidates(BUDGET.subset, cfg.seed, stage)).all()
+        assert 0 <= outcome.selection.tied_picks <= QUERY
         selections.append(outcome.selection)
         pool.label(picks.numpy(), stage=stage + 1)
     return selections

@@ -11,7 +11,7 @@ import torch
 
 from al.methods import coreset
 from al.methods.coreset import CoresetSelector, k_center_greedy
-from al.methods.selector import SelectionRequest
+from al.methods.selector import SelectionRequest, TieBreak
 
 from conftest import ROOT
 
@@ -32,9 +32,16 @@ def brute_force_k_center(candidates, centers, k):
 def test_known_answer_on_a_line():
     centers = torch.tensor([[0.0]])
     candidates = torch.tensor([[1.0], [2.0], [10.0], [11.0]])
-    picks, radii = k_center_greedy(candidates, centers, k=3)
-    assert picks.tolist() == [3, 1, 0]  # 11 (farthest from 0), then 2, then 1 (ties → first)
+    ties = TieBreak(0)
+    picks, radii = k_center_greedy(candidates, centers, 3, ties)
+    # 11 (farthest from 0), then 2, then 1 or 10 (both 1 away): the tie-break's one pick
+    assert picks.tolist()[:2] == [3, 1] and picks.tolist()[2] in (0, 2)
     assert torch.allclose(radii, torch.tensor([11.0, 2.0, 1.0]))
+    assert ties.decided == 1
+    thirds = {
+        int(k_center_greedy(candidates, centers, 3, TieBreak(seed))[0][2]) for seed in range(20)
+    }
+    assert thirds == {0, 2}
 
 
 def test_equals_brute_force_on_random_points_even_far_from_the_origin():
@@ -43,13 +50,13 @@ def test_equals_brute_force_on_random_points_even_far_from_the_origin():
         offset = 10.0 * (seed % 2)  # a common offset defeats ‖a‖² + ‖b‖² − 2ab in float32
         candidates = torch.randn(300, 6, generator=generator) + offset
         centers = torch.randn(20, 6, generator=generator) + offset
-        picks, _ = k_center_greedy(candidates, centers, k=25, chunk=7)
+        picks, _ = k_center_greedy(candidates, centers, 25, TieBreak(0), 7)
         assert picks.tolist() == brute_force_k_center(candidates, centers, 25)
 
 
 def test_picks_are_distinct_even_among_duplicates():
     candidates = torch.zeros(10, 3)
-    picks, _ = k_center_greedy(candidates, torch.ones(1, 3), k=10)
+    picks, _ = k_center_greedy(candidates, torch.ones(1, 3), 10, TieBreak(0))
     assert sorted(picks.tolist()) == list(range(10))
 
 
@@ -60,11 +67,12 @@ def test_large_pool_needs_megabytes_not_the_distance_matrix():
         """
         import resource, torch
         from al.methods.coreset import k_center_greedy
+        from al.methods.selector import TieBreak
         generator = torch.Generator().manual_seed(0)
         candidates = torch.randn(200_000, 8, generator=generator)
         centers = torch.randn(1_000, 8, generator=generator)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        picks, radii = k_center_greedy(candidates, centers, k=5)
+        picks, radii = k_center_greedy(candidates, centers, 5, TieBreak(0))
         grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
         assert len(set(picks.tolist())) == 5 and bool((radii[:-1] >= radii[1:]).all())
         print(grown // 1024)
@@ -114,22 +122,25 @@ def test_matrix_product_first_pass_matches_exact_differences_far_from_the_origin
     assert torch.allclose(
         difference_min_distances(candidates, centers, 32).double(), exact, rtol=1e-5
     )
-    picks, _ = k_center_greedy(candidates, centers, k=30, chunk=32)
+    picks, _ = k_center_greedy(candidates, centers, 30, TieBreak(0), 32)
     assert picks.tolist() == brute_force_k_center(candidates, centers, 30)
 
 
 def test_candidates_that_duplicate_labeled_samples_tie_at_zero_as_exact_differences_do():
     # ‖a‖² + ‖b‖² − 2ab leaves ~1e-11 of noise where the exact distance is 0; ties then
-    # broke by noise. Duplicates of centers must come last, in index order.
+    # broke by noise. Duplicates of centers must come last, in the tie-break's order.
     generator = torch.Generator().manual_seed(0)
     centers = torch.randn(50, 512, generator=generator) * 3 + 5
     distinct = torch.randn(5, 512, generator=generator) * 3 + 5
     candidates = torch.cat([centers[[3, 1, 4, 0, 2]], distinct, centers[[7, 9]]])
-    picks, radii = k_center_greedy(candidates, centers, k=12, chunk=16)
+    ties = TieBreak(0)
+    picks, radii = k_center_greedy(candidates, centers, 12, ties, 16)
     assert sorted(picks[:5].tolist()) == [5, 6, 7, 8, 9]
     assert picks[:5].tolist() == [5 + p for p in brute_force_k_center(distinct, centers, 5)]
-    assert picks[5:].tolist() == [0, 1, 2, 3, 4, 10, 11]
+    assert sorted(picks[5:].tolist()) == [0, 1, 2, 3, 4, 10, 11]
+    assert picks[5:].tolist() != [0, 1, 2, 3, 4, 10, 11]  # not pool order
     assert (radii[5:] == 0).all()
+    assert ties.decided == 6  # 7 duplicates at distance 0: the last one was alone
 
 
 @pytest.mark.parametrize("block_bytes", [4 * 3 * 7, 2**20])

@@ -15,7 +15,7 @@ from al.errors import ConfigError, DataError
 from al.methods.m2 import LatentPools, M2Module, distance_sums
 from al.methods.m2_latent_diverse import class_quotas, diverse_picks
 from al.methods.m2_latent_weighted import anchor_mean_distances, weighted_uncertainty
-from al.methods.selector import discriminator_metrics
+from al.methods.selector import TieBreak, discriminator_metrics
 from al.models.cnn import SmallCNN
 from al.models.m2 import build_m2, gaussian_kl, negative_log_likelihood
 from al.models.mlp import MLP
@@ -201,7 +201,7 @@ def test_algorithm_1_picks_the_farthest_from_its_class_anchors_then_from_its_pic
         [0, 1, 0],
         predictions=[0, 1, 1],
     )
-    positions, scores = diverse_picks(latent, 4)
+    positions, scores = diverse_picks(latent, 4, TieBreak(0))
     assert positions.tolist() == [1, 3, 5, 4]
     assert scores.tolist() == pytest.approx([3.0, 4.0, 4.0, (1 + math.sqrt(17)) / 2])
 
@@ -210,7 +210,7 @@ def test_algorithm_1_measures_a_class_without_anchors_from_every_labeled_sample(
     """No labeled sample is classified correctly into class 1: its candidate (2, 0) vs (-5, 0)
     is judged by the distance sum to both labeled samples (0, 0) and (4, 0): 2+2 vs 5+9."""
     latent = pools([[1, 1], [2, 0], [-5, 0]], [0, 1, 1], [[0, 0], [4, 0]], [0, 1], [0, 0])
-    positions, _ = diverse_picks(latent, 2)
+    positions, _ = diverse_picks(latent, 2, TieBreak(0))
     assert positions.tolist() == [0, 2]
 
 

@@ -7,7 +7,7 @@ import torch
 from al.methods.entropy import EntropySelector, entropy
 from al.methods.least_confidence import LeastConfidenceSelector, least_confidence
 from al.methods.margin import MarginSelector, margin
-from al.methods.selector import top_k
+from al.methods.selector import TieBreak
 
 # Rows from certain to uniform: every uncertainty score must rank them 3 > 2 > 1 > 0.
 PROBS = torch.tensor(
@@ -48,17 +48,12 @@ def test_margin_and_entropy_disagree_where_they_should():
 def test_selectors_rank_the_uncertain_rows_first():
     indices = torch.tensor([10, 11, 12, 13])
     for selector in (EntropySelector(), LeastConfidenceSelector(), MarginSelector()):
-        picked, _ = top_k(indices, selector.score_probabilities(PROBS), 3)
+        picked, _ = TieBreak(0).top_k(indices, selector.score_probabilities(PROBS), 3)
         assert picked.tolist() == [13, 12, 11]
 
 
-def test_ties_go_to_the_earlier_candidate():
-    picked, _ = top_k(torch.tensor([5, 6, 7, 8]), torch.tensor([0.2, 0.5, 0.5, 0.5]), 2)
-    assert picked.tolist() == [6, 7]
-
-
 def test_top_k_returns_scores_with_global_indices():
-    indices, scores = top_k(torch.tensor([7, 3, 9]), torch.tensor([0.25, 0.75, 0.5]), 2)
+    indices, scores = TieBreak(0).top_k(torch.tensor([7, 3, 9]), torch.tensor([0.25, 0.75, 0.5]), 2)
     assert indices.tolist() == [3, 9]
     assert scores.tolist() == [0.75, 0.5]
 
@@ -70,8 +65,8 @@ def test_maxp_ranks_by_the_max_probability_from_either_end():
     indices = torch.arange(4)
     highest = MaxProbabilitySelector("highest").score_probabilities(PROBS)
     lowest = MaxProbabilitySelector("lowest").score_probabilities(PROBS)
-    assert top_k(indices, highest, 2)[0].tolist() == [0, 1]  # the most confident first
-    assert top_k(indices, lowest, 2)[0].tolist() == [3, 2]  # = least confidence
+    assert TieBreak(0).top_k(indices, highest, 2)[0].tolist() == [0, 1]  # the most confident first
+    assert TieBreak(0).top_k(indices, lowest, 2)[0].tolist() == [3, 2]  # = least confidence
     assert torch.equal(lowest, least_confidence(PROBS))
     try:
         MaxProbabilitySelector("middle")

@@ -11,6 +11,7 @@ from al.bench.figures import Figure, PeakMemory, timed
 from al.bench.kcenter import floor_k_center, reference_k_center
 from al.bench.settings import Settings
 from al.methods.coreset import difference_min_distances, k_center_greedy, min_distances
+from al.methods.selector import TieBreak
 
 REFERENCE_LIMIT_BYTES = 4 * 2**30  # the reference's float64 N×M matrix must fit in this
 
@@ -41,7 +42,7 @@ def measure(settings: Settings, candidates: torch.Tensor, centers: torch.Tensor,
     runs = Runs([], [], [], [])
     for _ in range(settings.repeats):
         with PeakMemory(settings.device) as peak:
-            seconds, (picks, _) = timed(k_center_greedy, candidates, centers, k, 512)
+            seconds, (picks, _) = timed(k_center_greedy, candidates, centers, k, TieBreak(0), 512)
         runs.coreset.append(seconds)
         runs.peak_mb.append(peak.megabytes)
         seconds, floor_picks = timed(floor_k_center, candidates, nearest, k)

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from al.methods.selector import SelectionRequest, Selector, collect
+from al.methods.selector import SelectionRequest, Selector, TieBreak, collect
 
 
 def gradient_factors(module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
@@ -40,26 +40,33 @@ def squared_distances(
     return (norms + norms[center] - 2 * cross).clamp_min(0)
 
 
-def next_center(nearest: torch.Tensor, chosen: torch.Tensor, generator: torch.Generator) -> int:
+def next_center(
+    nearest: torch.Tensor, chosen: torch.Tensor, generator: torch.Generator, ties: TieBreak
+) -> int:
     """A row drawn with probability ∝ D² (k-means++); when every D² is 0 (all rows left
-    coincide with a center), the lowest-index row not chosen yet."""
+    coincide with a center), a row not chosen yet, by `ties`."""
     if nearest.sum() > 0:
         return int(torch.multinomial(nearest, 1, generator=generator))
-    return int(torch.nonzero(~chosen)[0])
+    return ties.argmax((~chosen).float())
 
 
 def kmeans_pp_seeds(
-    pminus: torch.Tensor, hidden: torch.Tensor, k: int, generator: torch.Generator
+    pminus: torch.Tensor,
+    hidden: torch.Tensor,
+    k: int,
+    generator: torch.Generator,
+    ties: TieBreak,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`k` distinct rows seeded by k-means++ over the embeddings (p − onehot(ŷ)) ⊗ h, the first
-    the largest-norm one (as the BADGE code). Returns the rows and the D² each had when picked
-    (the first: its squared norm). One new center at a time: O(N) extra memory."""
+    the largest-norm one (as the BADGE code; equal norms by `ties`). Returns the rows and the
+    D² each had when picked (the first: its squared norm). One new center at a time: O(N)
+    extra memory."""
     norms = squared_norms(pminus, hidden)
     nearest = norms  # what the first pick is scored by
     chosen = torch.zeros(len(norms), dtype=torch.bool, device=norms.device)
     picks, scores = [], []
     for step in range(k):
-        pick = int(torch.argmax(norms)) if step == 0 else next_center(nearest, chosen, generator)
+        pick = ties.argmax(norms) if step == 0 else next_center(nearest, chosen, generator, ties)
         picks.append(pick)
         scores.append(float(nearest[pick]))
         chosen[pick] = True
@@ -81,5 +88,5 @@ class BadgeSelector(Selector):
         classes = module.backbone.classifier.out_features
         pminus, hidden = factors[:, :classes], factors[:, classes:]
         generator = torch.Generator(device=factors.device).manual_seed(request.seed)
-        positions, scores = kmeans_pp_seeds(pminus, hidden, request.query, generator)
+        positions, scores = kmeans_pp_seeds(pminus, hidden, request.query, generator, self.ties)
         return indices[positions], scores

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from al.errors import ConfigError
 from al.methods.bald import BaldSelector, bald, mc_dropout_layers
 from al.methods.entropy import entropy
-from al.methods.selector import SelectionRequest, collect, top_k
+from al.methods.selector import SelectionRequest, TieBreak, collect
 
 CHANNEL_DROPOUT = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 FLOAT_BYTES = 4
@@ -145,10 +145,14 @@ class JointEstimator:
 
 
 def batchbald_greedy(
-    probs: torch.Tensor, query: int, estimator: JointEstimator, generator: torch.Generator
+    probs: torch.Tensor,
+    query: int,
+    estimator: JointEstimator,
+    generator: torch.Generator,
+    ties: TieBreak,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Algorithm 1 on MC probabilities `probs` (N × T × C): `query` distinct positions, each the
-    largest gain a({x_1..x_n}) − a({x_1..x_n−1}), with the gains."""
+    largest gain a({x_1..x_n}) − a({x_1..x_n−1}) (equal gains by `ties`), with the gains."""
     expected = expected_entropies(probs)
     configs = Configurations.empty(probs.shape[1], probs.device)
     available = torch.ones(len(probs), dtype=torch.bool, device=probs.device)
@@ -156,7 +160,7 @@ def batchbald_greedy(
     for size in range(1, query + 1):
         joint = joint_entropies(configs, probs, estimator.memory_bytes)
         gain = (joint - configs.entropy() - expected).masked_fill(~available, -math.inf)
-        pick = int(torch.argmax(gain))
+        pick = ties.argmax(gain)
         picks.append(pick)
         gains.append(float(gain[pick]))
         available[pick] = False
@@ -265,7 +269,9 @@ class BatchBaldSelector(BaldSelector):
         indices, probs = self.mc_probabilities(module, request.candidates, request.seed)
         pool = self.pool_positions(probs)
         generator = torch.Generator(device=probs.device).manual_seed(request.seed)
-        picks, gains = batchbald_greedy(probs[pool], request.query, self.estimator, generator)
+        picks, gains = batchbald_greedy(
+            probs[pool], request.query, self.estimator, generator, self.ties
+        )
         return indices[pool.cpu()[picks]], gains
 
     def mc_probabilities(
@@ -286,5 +292,5 @@ class BatchBaldSelector(BaldSelector):
         positions = torch.arange(len(probs), device=probs.device)
         if self.candidate_pool is None or self.candidate_pool >= len(probs):
             return positions
-        kept, _ = top_k(positions, bald(probs.transpose(0, 1)), self.candidate_pool)
-        return kept.sort().values
+        kept = self.ties.order(bald(probs.transpose(0, 1)), self.candidate_pool)
+        return positions[kept].sort().values

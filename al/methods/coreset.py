@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytorch_lightning as pl
 import torch
 
-from al.methods.selector import SelectionRequest, Selector, collect
+from al.methods.selector import SelectionRequest, Selector, TieBreak, collect
 
 # Distances below this fraction of ‖a‖² + max‖b‖² are re-checked by explicit differences:
 # above it, float64's cancellation error is far below float32's resolution.
@@ -86,9 +86,14 @@ def exact_distance_blocks(
 
 
 def k_center_greedy(
-    candidates: torch.Tensor, centers: torch.Tensor, k: int, chunk: int = 1024
+    candidates: torch.Tensor,
+    centers: torch.Tensor,
+    k: int,
+    ties: TieBreak,
+    chunk: int = 1024,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pick `k` candidate positions, each the farthest from all centers chosen so far.
+    """Pick `k` candidate positions, each the farthest from all centers chosen so far (equally
+    far ones by `ties`).
 
     Memory O(N·d + chunk²): one vector of nearest-center distances, updated with one new
     center at a time; the N×N matrix is never built. Returns the positions and the
@@ -98,7 +103,7 @@ def k_center_greedy(
     buffer = update_buffer(candidates)
     picks, radii = [], []
     for _ in range(k):
-        pick = int(torch.argmax(nearest))
+        pick = ties.argmax(nearest)
         picks.append(pick)
         radii.append(nearest[pick].sqrt())
         nearest_update(candidates, candidates[pick], nearest, buffer)
@@ -153,5 +158,7 @@ class CoresetSelector(Selector):
 
         indices, candidates = collect(request.candidates, features, module.device)
         _, centers = collect(request.labeled, features, module.device)
-        positions, radii = k_center_greedy(candidates, centers, request.query, self.chunk)
+        positions, radii = k_center_greedy(
+            candidates, centers, request.query, self.ties, self.chunk
+        )
         return indices[positions], radii

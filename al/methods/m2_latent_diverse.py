@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 
 from al.methods.m2 import LatentPools, distance_sums, latent_pools
-from al.methods.selector import SelectionRequest, Selector
+from al.methods.selector import SelectionRequest, Selector, TieBreak
 
 
 def class_quotas(query: int, capacities: list[int]) -> list[int]:
@@ -30,17 +30,17 @@ def class_quotas(query: int, capacities: list[int]) -> list[int]:
 
 
 def greedy_farthest(
-    points: torch.Tensor, anchors: torch.Tensor, count: int
+    points: torch.Tensor, anchors: torch.Tensor, count: int, ties: TieBreak
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`count` positions of `points`, each maximising the sum of distances to the anchors and
-    the earlier picks (Algorithm 1, steps 2–3); returns them with each pick's mean distance
-    to the anchors at the time it was picked."""
+    the earlier picks (Algorithm 1, steps 2–3; equal sums by `ties`); returns them with each
+    pick's mean distance to the anchors at the time it was picked."""
     sums = distance_sums(points, anchors)
     anchor_count = len(anchors)
     taken = torch.zeros(len(points), dtype=torch.bool, device=points.device)
     positions, scores = [], []
     for _ in range(count):
-        best = int(sums.masked_fill(taken, float("-inf")).argmax())
+        best = ties.argmax(sums.masked_fill(taken, float("-inf")))
         positions.append(best)
         scores.append(sums[best] / anchor_count)
         taken[best] = True
@@ -60,11 +60,13 @@ class LatentDiverseSelector(Selector):
         self, module: pl.LightningModule, request: SelectionRequest
     ) -> tuple[torch.Tensor, torch.Tensor]:
         pools = latent_pools(module, request)
-        positions, scores = diverse_picks(pools, request.query)
+        positions, scores = diverse_picks(pools, request.query, self.ties)
         return pools.candidate_indices[positions], scores
 
 
-def diverse_picks(pools: LatentPools, query: int) -> tuple[torch.Tensor, torch.Tensor]:
+def diverse_picks(
+    pools: LatentPools, query: int, ties: TieBreak
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Algorithm 1's `query` candidate positions (class by class) and their scores."""
     predicted = pools.candidate_probabilities.argmax(1)
     classes = pools.candidate_probabilities.shape[1]
@@ -75,7 +77,7 @@ def diverse_picks(pools: LatentPools, query: int) -> tuple[torch.Tensor, torch.T
             continue
         members = torch.nonzero(predicted == label).squeeze(1)
         positions, distances = greedy_farthest(
-            pools.candidate_latents[members], pools.anchors(label), quota
+            pools.candidate_latents[members], pools.anchors(label), quota, ties
         )
         picks.append(members[positions])
         scores.append(distances)

@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 
 from al.methods.m2 import LatentPools, distance_sums, latent_pools
-from al.methods.selector import SelectionRequest, Selector, top_k
+from al.methods.selector import SelectionRequest, Selector
 
 
 def weighted_uncertainty(confidence: torch.Tensor, mean_distance: torch.Tensor) -> torch.Tensor:
@@ -43,7 +43,7 @@ class LatentWeightedSelector(Selector):
             "candidate_mean_distance": mean_distance.cpu().numpy(),
             "candidate_confidence": confidence.cpu().numpy(),
         }
-        return top_k(pools.candidate_indices, scores, request.query)
+        return self.ties.top_k(pools.candidate_indices, scores, request.query)
 
 
 def anchor_mean_distances(pools: LatentPools) -> torch.Tensor:

@@ -12,7 +12,6 @@ from al.methods.selector import (
     Selector,
     collect,
     discriminator_metrics,
-    top_k,
 )
 
 
@@ -46,4 +45,4 @@ class M2VaalSelector(Selector):
             "candidate_index": candidate_indices.numpy(),
             "candidate_discriminator": candidates.numpy(),
         }
-        return top_k(candidate_indices, 1.0 - candidates, request.query)
+        return self.ties.top_k(candidate_indices, 1.0 - candidates, request.query)

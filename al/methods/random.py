@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from al.methods.selector import SelectionRequest, Selector, top_k
+from al.methods.selector import SelectionRequest, Selector
 
 
 class RandomSelector(Selector):
@@ -18,4 +18,4 @@ class RandomSelector(Selector):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         generator = torch.Generator().manual_seed(request.seed)
         keys = torch.rand(len(request.candidate_indices), generator=generator)
-        return top_k(request.candidate_indices, keys, request.query)
+        return self.ties.top_k(request.candidate_indices, keys, request.query)

@@ -37,14 +37,16 @@ class SelectionRequest:
 @dataclass
 class Selection:
     """The picked global indices, best first, with the score each was picked by, the
-    per-sample quantities the selector chose to keep for analysis (`picks/`) and the stage
-    metrics it measured (added to the stage's record, e.g. `discriminator/acc`)."""
+    per-sample quantities the selector chose to keep for analysis (`picks/`), the stage
+    metrics it measured (added to the stage's record, e.g. `discriminator/acc`) and how many
+    picks the tie-break decided."""
 
     indices: torch.Tensor
     scores: torch.Tensor
     seconds: float
     diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    tied_picks: int = 0
 
 
 def collect(
@@ -58,10 +60,46 @@ def collect(
     return torch.cat(all_indices), torch.cat(outputs)
 
 
-def top_k(indices: torch.Tensor, scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The `k` highest scores; ties go to the earlier position, so picks are deterministic."""
-    order = torch.sort(scores, descending=True, stable=True).indices[:k]
-    return indices[order], scores[order]
+# Mixed into a selection seed so the tie keys are a stream apart from the selector's own draws.
+TIE_STREAM = 0x7E5
+
+
+class TieBreak:
+    """Exact ties between scores broken by a random key drawn from a selection seed, never by
+    pool order (candidates arrive sorted by index, and folders sort them by class); `decided`
+    counts the picks the key decided, recorded as the stage's `tied_picks`."""
+
+    def __init__(self, seed: int) -> None:
+        state = np.random.SeedSequence([seed, TIE_STREAM]).generate_state(2, dtype=np.uint32)
+        self.generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        self.decided = 0
+
+    def order(self, scores: torch.Tensor, k: int) -> torch.Tensor:
+        """Positions of the `k` highest scores, best first, equal scores in a random order."""
+        keys = torch.randperm(len(scores), generator=self.generator).to(scores.device)
+        return keys[torch.sort(scores[keys], descending=True, stable=True).indices[:k]]
+
+    def top_k(
+        self, indices: torch.Tensor, scores: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The `k` highest scores with their (global) indices; counts the picks whose score ties
+        with candidates left out, the ones the random key chose."""
+        order = self.order(scores, k)
+        picked = scores[order]
+        if len(picked):
+            tied_in = int((picked == picked[-1]).sum())
+            if int((scores == picked[-1]).sum()) > tied_in:
+                self.decided += tied_in
+        return indices[order], picked
+
+    def argmax(self, values: torch.Tensor) -> int:
+        """The position of the largest value; among equal largest ones, a random one (counted)."""
+        first = torch.argmax(values)
+        if int((values == values[first]).sum()) <= 1:  # one maximum, or NaN (refused later)
+            return int(first)
+        maxima = torch.nonzero(values == values[first]).flatten()
+        self.decided += 1
+        return int(maxima[torch.randint(len(maxima), (1,), generator=self.generator)])
 
 
 def check_picks(
@@ -95,7 +133,9 @@ class Selector(pl.Callback):
     `self.diagnostics` (name → array, e.g. a discriminator's outputs with the global
     indices they belong to): rank 0 saves them with the stage's picks. Stage metrics go in
     `self.metrics` (name → float), into the stage's record; a selector whose class sets
-    `reports_discriminator` puts `discriminator_metrics`' keys there every stage. `tasks`:
+    `reports_discriminator` puts `discriminator_metrics`' keys there every stage. Rankings go
+    through `self.ties` (`top_k`, `argmax`), which breaks exact ties by a key drawn from the
+    request's seed and counts the picks it decided. `tasks`:
     the tasks whose modules it can score (the loop refuses any other at start-up).
     """
 
@@ -107,6 +147,7 @@ class Selector(pl.Callback):
         self.selection: Selection | None = None
         self.diagnostics: dict[str, np.ndarray] = {}
         self.metrics: dict[str, float] = {}
+        self.ties = TieBreak(0)
 
     def check_module(self, module: pl.LightningModule) -> None:
         """Refuse (ConfigError) a task module this selector cannot score; the loop asks before
@@ -117,6 +158,7 @@ class Selector(pl.Callback):
         self.selection = None
         self.diagnostics = {}
         self.metrics = {}
+        self.ties = TieBreak(request.seed)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._request is None:
@@ -131,7 +173,7 @@ class Selector(pl.Callback):
         indices, scores = trainer.strategy.broadcast((indices.cpu(), scores.cpu()), src=0)
         seconds = time.perf_counter() - start
         self.selection = Selection(
-            indices, scores, seconds, dict(self.diagnostics), dict(self.metrics)
+            indices, scores, seconds, dict(self.diagnostics), dict(self.metrics), self.ties.decided
         )
         self._request = None
 
@@ -140,7 +182,7 @@ class Selector(pl.Callback):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Score every candidate and return the `query` best (global indices, scores)."""
         indices, scores = self.score_loader(module, request.candidates)
-        return top_k(indices, scores, request.query)
+        return self.ties.top_k(indices, scores, request.query)
 
     def score_loader(
         self, module: pl.LightningModule, loader: DataLoader

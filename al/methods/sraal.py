@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from al.errors import ConfigError
-from al.methods.selector import SelectionRequest, Selector, collect, top_k
+from al.methods.selector import SelectionRequest, Selector, collect
 from al.methods.vaal import shuffled_batches
 from al.models.vae import Discriminator, build_vae, reparameterize, vae_loss
 
@@ -138,7 +138,7 @@ class SraalSelector(Selector):
                     for chunk in candidates.split(self.batch_size)
                 ]
             ).cpu()
-        return top_k(candidate_ids, scores, request.query)
+        return self.ties.top_k(candidate_ids, scores, request.query)
 
     def train_adversary(self, nets, labeled, labels, candidates, states) -> None:
         nets.train()

@@ -23,7 +23,6 @@ from al.methods.selector import (
     Selector,
     collect,
     discriminator_metrics,
-    top_k,
 )
 from al.models.vae import Discriminator, build_vae, vae_loss
 
@@ -117,7 +116,7 @@ class VaalSelector(Selector):
         self.metrics = discriminator_metrics(
             torch.from_numpy(self.diagnostics["labeled_discriminator"]), labeled_probability
         )
-        return top_k(candidate_ids, 1.0 - labeled_probability, request.query)
+        return self.ties.top_k(candidate_ids, 1.0 - labeled_probability, request.query)
 
     def keep_diagnostics(self, vae, discriminator, labeled, ranks, request, candidate_ids):
         """D(μ) of the labeled samples too (TA-VAAL Fig. 8: labeled vs unlabeled likelihood),

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from al.data.datamodule import MemberOrders, MemberOrderSampler
 from al.errors import ConfigError, build
 from al.loop import build_module, run
 from al.methods.classifier import ClassifierModule
@@ -220,6 +221,8 @@ def test_bad_options_are_refused_naming_the_key():
         committee(0, members=0)
     with pytest.raises(ConfigError, match=r"method\.module\.committee='boosting'"):
         committee(0, committee="boosting")
+    with pytest.raises(ConfigError, match=r"method\.module\.member_data='bagged'"):
+        CommitteeModule(small_cnn(0), torch.optim.Adam, 10, members=1, member_data="bagged")
     with pytest.raises(
         ConfigError, match=r"method\.module\.members=2 needs method\.module\.member_b"
     ):
@@ -298,3 +301,116 @@ def test_two_bootstrap_stages_serve_the_labeled_ids_the_committee_weighs(
     assert len(first) == 20 and len(second) == 30 and first < second
     assert first != set(range(20)), "global indices, not positions in the labeled set"
     assert {"test/member_acc/0", "test/member_acc/1"} <= set(records[-1])
+
+
+def epoch_steps(sampler: MemberOrderSampler, epoch: int) -> torch.Tensor:
+    """One epoch of the sampler's positions as (steps, members, batch); n divides evenly."""
+    sampler.set_epoch(epoch)
+    positions = torch.tensor(list(sampler))
+    return positions.unflatten(0, (-1, sampler.members, sampler.batch_size))
+
+
+def test_shuffled_members_see_their_own_permutation_of_the_same_samples_every_epoch():
+    """12 positions, 3 members, batches of 4: every step holds each member's next 4; over the
+    epoch each member sees all 12 once (the same multiset), in an order of its own, and the
+    same orders again for the same seed and epoch, new ones the next epoch."""
+    dataset = TensorDataset(torch.arange(12))
+    sampler = MemberOrderSampler(dataset, members=3, batch_size=4, seed=7)
+    steps = epoch_steps(sampler, 0)
+    assert steps.shape == (3, 3, 4) and len(sampler) == 36
+    orders = steps.transpose(0, 1).flatten(1)  # (members, 12): each member's epoch
+    for order in orders:
+        assert sorted(order.tolist()) == list(range(12))
+    assert all(not torch.equal(orders[i], orders[j]) for i in range(3) for j in range(i))
+    again = MemberOrderSampler(dataset, members=3, batch_size=4, seed=7)
+    assert torch.equal(epoch_steps(again, 0), steps)
+    assert not torch.equal(epoch_steps(again, 1), steps)
+    # member m's order does not depend on how many members there are
+    two = MemberOrderSampler(dataset, members=2, batch_size=4, seed=7)
+    assert torch.equal(epoch_steps(two, 0).transpose(0, 1).flatten(1), orders[:2])
+
+
+def test_shuffled_orders_end_with_every_members_remainder_and_split_across_ranks():
+    dataset = TensorDataset(torch.arange(10))
+    sampler = MemberOrderSampler(dataset, members=2, batch_size=4, seed=0)
+    positions = list(sampler)
+    batches = [positions[i : i + 8] for i in range(0, len(positions), 8)]
+    assert [len(b) for b in batches] == [8, 8, 4]  # the last: 2 remaining for each member
+    orders = sampler.epoch_orders()
+    assert batches[-1] == [*orders[0, 8:].tolist(), *orders[1, 8:].tolist()]
+    shards = [
+        MemberOrderSampler(dataset, 2, 4, seed=0, rank=rank, replicas=2).epoch_orders()
+        for rank in (0, 1)
+    ]
+    assert all(torch.equal(shard, orders) for shard in shards)  # one permutation per member
+    ranks = [list(MemberOrderSampler(dataset, 2, 4, seed=0, rank=r, replicas=2)) for r in (0, 1)]
+    assert [len(r) for r in ranks] == [10, 10]
+    member_0 = ranks[0][:4] + ranks[0][8:9], ranks[1][:4] + ranks[1][8:9]
+    assert sorted(member_0[0] + member_0[1]) == list(range(10))  # rank 0 and 1 split it
+
+
+def test_a_shuffled_step_trains_each_member_on_its_own_part_of_the_batch():
+    module = committee(0, members=2)
+    module.member_orders = MemberOrders(members=2, seed=0)
+    torch.manual_seed(2)
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(10, (6,))
+    loss = module.training_step((x, y), 0)
+    by_hand = sum(
+        F.cross_entropy(member(x[3 * m : 3 * m + 3]).logits, y[3 * m : 3 * m + 3])
+        for m, member in enumerate(module.members)
+    )
+    assert torch.allclose(loss, by_hand, atol=1e-6)
+    counts = BootstrapCounts.draw(np.array([4, 9, 2]), members=2, seed=1)
+    ids = torch.tensor([[9, 2], [4, 9]])
+    expected = torch.stack([counts.counts[0, [2, 0]], counts.counts[1, [1, 2]]])
+    assert torch.equal(counts.weights(ids), expected)  # each member's own samples' counts
+
+
+WEIGHTS = BootstrapCounts.weights
+
+
+def served_ids(tiny_config, tmp_path, monkeypatch, member_data: str) -> list[torch.Tensor]:
+    """The labeled ids each training step of a 2-member bootstrap committee looked up: one
+    stage of 20 labels, 2 epochs, batches of 8."""
+    seen = []
+    monkeypatch.setattr(
+        BootstrapCounts, "weights", lambda self, ids: seen.append(ids) or WEIGHTS(self, ids)
+    )
+    cfg = tiny_config(
+        "method=qbc",
+        "method.module.committee=bootstrap",
+        f"method.module.member_data={member_data}",
+        "budget.stages=1",
+        "trainer.max_epochs=2",
+        "loader.batch_size=8",
+        *FASTER["qbc"],
+    )
+    run(cfg, tmp_path)
+    return seen
+
+
+def test_a_shuffled_committee_gets_each_members_own_order_reproducibly(
+    tiny_config, tmp_path, monkeypatch
+):
+    """Per epoch (3 steps of 8, 8, 4 per member) each member sees the 20 labeled samples once,
+    in orders that differ between members and epochs; a rerun serves the same orders."""
+    seen = served_ids(tiny_config, tmp_path / "a", monkeypatch, "shuffled")
+    assert [tuple(ids.shape) for ids in seen] == [(2, 8), (2, 8), (2, 4)] * 2
+    epochs = [torch.cat(seen[e * 3 : e * 3 + 3], dim=1) for e in (0, 1)]  # (members, 20) each
+    labeled = sorted(epochs[0][0].tolist())
+    for epoch in epochs:
+        assert all(sorted(order.tolist()) == labeled for order in epoch)
+        assert not torch.equal(epoch[0], epoch[1])
+    assert len(set(labeled)) == 20 and not torch.equal(epochs[0], epochs[1])
+    again = served_ids(tiny_config, tmp_path / "b", monkeypatch, "shuffled")
+    assert all(torch.equal(a, b) for a, b in zip(seen, again, strict=True))
+
+
+def test_a_shared_committee_serves_one_shuffled_batch_to_every_member(
+    tiny_config, tmp_path, monkeypatch
+):
+    """member_data=shared: the loader as before — batches of loader.batch_size, one per step,
+    every member trains on it."""
+    seen = served_ids(tiny_config, tmp_path, monkeypatch, "shared")
+    assert [tuple(ids.shape) for ids in seen] == [(8,), (8,), (4,)] * 2
+    assert sorted(torch.cat(seen[:3]).tolist()) == sorted(torch.cat(seen[3:]).tolist())

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
 
 from al.data.base import ALData, LabeledView, PoolInputs
 from al.data.fast import BatchTransform, transformed_inputs
@@ -52,6 +53,66 @@ class UnlabeledTraining:
                 f"unlabeled_batch_size={self.batch_size!r} must be a positive integer, or null "
                 "for an equal share of both pools per step"
             )
+
+
+@dataclass(frozen=True)
+class MemberOrders:
+    """What a committee module whose members each see the labeled samples in their own order
+    declares as its `member_orders` attribute: its training batches then hold `members` equal
+    parts, part m member m's next samples in its own permutation of the epoch
+    (`MemberOrderSampler`, from `seed` and the epoch alone)."""
+
+    members: int
+    seed: int
+
+
+class MemberOrderSampler(DistributedSampler):
+    """Each of `members` its own permutation of a dataset's positions every epoch, served as
+    steps of `batch_size` positions per member: step s is member 0's positions [sB, (s+1)B) of
+    its permutation, then member 1's, … — a loader of `members`·B per batch yields them, the last
+    batch `members` equal remainders. Epoch e's permutations are drawn from (`seed`, e) alone
+    (Lightning calls `set_epoch` at every epoch's start), so a rerun of the stage replays them
+    and the global random stream is left alone. Under DDP each member's permutation is split
+    across the `replicas` as DistributedSampler splits its one (padded to a multiple of them,
+    rank r taking every r-th position); being a DistributedSampler, Lightning keeps it."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        members: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        replicas: int = 1,
+    ) -> None:
+        super().__init__(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=seed)
+        self.members, self.batch_size = members, batch_size
+
+    def epoch_orders(self) -> torch.Tensor:
+        """(members, n): each member's permutation of the n positions for this epoch."""
+        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, np.uint64)
+        generator = torch.Generator().manual_seed(int(state[0]))
+        n = len(self.dataset)
+        draws = torch.rand((self.members, n), generator=generator, dtype=torch.float64)
+        return draws.argsort(dim=1)
+
+    def __iter__(self):
+        orders = self.epoch_orders()
+        repeats = math.ceil(self.total_size / orders.shape[1])
+        padded = orders.repeat(1, repeats)[:, : self.total_size]
+        shard = padded[:, self.rank :: self.num_replicas]
+        return iter(interleaved_steps(shard, self.batch_size).tolist())
+
+    def __len__(self) -> int:
+        return self.members * self.num_samples
+
+
+def interleaved_steps(orders: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(M, k) orders as one sequence of steps: each step is every member's next `batch_size`
+    positions in turn (the last step every member's remainder)."""
+    full = orders.shape[1] // batch_size * batch_size
+    steps = orders[:, :full].unflatten(1, (-1, batch_size)).transpose(0, 1).flatten()
+    return torch.cat([steps, orders[:, full:].flatten()])
 
 
 def check_device_augmentation(value: object) -> None:
@@ -138,7 +199,7 @@ class ALDataModule(pl.LightningDataModule):
             labeled_view = WithGlobalIndex(labeled_view)
         if self.synthetic is not None and len(self.synthetic) > 0:
             labeled_view = ConcatDataset([labeled_view, self.synthetic])
-        labeled = self._loader(labeled_view, self.batch_size, shuffle=True)
+        labeled = self.labeled_loader(labeled_view)
         if self.unlabeled_training is None:
             return labeled
         wanted = self.unlabeled_training
@@ -146,6 +207,23 @@ class ALDataModule(pl.LightningDataModule):
         unlabeled_view = pool.unlabeled(self.unlabeled_indices, train=True)
         unlabeled = self._loader(unlabeled_view, batch_size, shuffle=True)
         return CombinedLoader({"labeled": labeled, "unlabeled": unlabeled}, EPOCHS[wanted.epoch])
+
+    def labeled_loader(self, view: Dataset) -> DataLoader:
+        """The labeled training loader: shuffled, or in each member's own order when the
+        module declares `member_orders` (batches of members × loader.batch_size)."""
+        module = getattr(self.trainer, "lightning_module", None)
+        orders: MemberOrders | None = getattr(module, "member_orders", None)
+        if orders is None:
+            return self._loader(view, self.batch_size, shuffle=True)
+        sampler = MemberOrderSampler(
+            view,
+            orders.members,
+            self.batch_size,
+            orders.seed,
+            rank=self.trainer.global_rank,
+            replicas=self.trainer.world_size,
+        )
+        return self._loader(view, orders.members * self.batch_size, sampler=sampler)
 
     def training_transform_on_device(self) -> BatchTransform | None:
         """The pool's training transform if it is to run on the training device, else None."""
@@ -170,11 +248,18 @@ class ALDataModule(pl.LightningDataModule):
     def inputs_loader(self, indices: Sequence[int]) -> DataLoader:
         return self._loader(self.pool.unlabeled(indices), self.eval_batch_size, shuffle=False)
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        shuffle: bool = False,
+        sampler: MemberOrderSampler | None = None,
+    ) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.num_workers > 0 and torch.cuda.is_available(),

@@ -12,6 +12,12 @@ resample of it (query by bagging, Abe & Mamitsuka 1998), two ways:
   sees every sample, and the members differ by the noise of their weights, not by samples some
   of them never see.
 
+`member_data`: `shared` — every member trains on the same minibatches, in the same order — or
+`shuffled` — each member sees its own permutation of the labeled samples every epoch (deep
+ensembles, Lakshminarayanan et al. 2017, "random shuffling of the data points"), drawn from the
+stage's seed, the member and the epoch alone (`MemberOrders`); the training batches then hold
+one equal part per member.
+
 Member 0 is the backbone as built; member m > 0 is a fresh backbone of the same model config
 (`member_backbone`, a `BackboneFactory`), initialised from its own seed (from
 `torch.initial_seed()`, which the loop sets per stage, and m): M independent draws of the
@@ -36,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from al.data.datamodule import MemberOrders
 from al.errors import ConfigError
 from al.methods.bald import bald, max_entropy, variation_ratios
 from al.methods.classifier import (
@@ -50,7 +57,8 @@ from al.models.backbone import Backbone
 from al.tasks import Task
 
 COMMITTEES = ("ensemble", "bagging", "bootstrap")
-MEMBER, BAGGING, BOOTSTRAP = 0, 1, 2  # the purposes of derived seeds
+MEMBER_DATA = ("shared", "shuffled")
+MEMBER, BAGGING, BOOTSTRAP, ORDER = 0, 1, 2, 3  # the purposes of derived seeds
 
 
 def derived_seed(seed: int, purpose: int, key: int) -> int:
@@ -85,8 +93,9 @@ class CommitteeModule(ClassifierModule):
         train_loss_prediction: bool = False,
         task: Task | None = None,
         member_backbone: Callable[[int], Backbone] | None = None,
+        member_data: str = "shared",
     ) -> None:
-        check_committee(members, committee, train_loss_prediction, member_backbone)
+        check_committee(members, committee, train_loss_prediction, member_backbone, member_data)
         super().__init__(backbone, optimizer, num_classes, scheduler, task=task)
         self.committee = committee
         self.committee_seed = torch.initial_seed()
@@ -99,6 +108,10 @@ class CommitteeModule(ClassifierModule):
         self.bagging_generator = torch.Generator()
         self.labeled_sample_ids = committee == "bootstrap"
         self.resample = None
+        self.member_orders = None
+        if member_data == "shuffled":
+            order_seed = derived_seed(self.committee_seed, ORDER, 0)
+            self.member_orders = MemberOrders(members, order_seed)
 
     def member_seed(self, member: int) -> int:
         return derived_seed(self.committee_seed, MEMBER, member)
@@ -140,19 +153,41 @@ class CommitteeModule(ClassifierModule):
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
-        """Σ_m (1/B) Σ_i w_mi CE(z_mi, y_i): each member's weighted mean cross-entropy (the
-        batch is `(x, y, global_ids)` for `bootstrap`)."""
+        """Σ_m (1/B) Σ_i w_mi CE(z_mi, y_mi): each member's weighted mean cross-entropy on its
+        batch (the batch is `(x, y, global_ids)` for `bootstrap`; with `member_orders`, one
+        equal part per member, else one batch that every member trains on). `train/acc` is the
+        committee's mean prediction on a shared batch, the members' mean accuracy on their own."""
         x, y, *ids = batch
-        logits = self.member_logits(x)
-        sample_losses = torch.stack([F.cross_entropy(z, y, reduction="none") for z in logits])
-        weights = self.sample_weights(len(y), ids[0] if ids else None)
+        ids = ids[0] if ids else None
+        if self.member_orders is None:
+            logits = self.member_logits(x)
+            member_y = y.expand(len(self.members), -1)
+            predicted = mean_log_probabilities(logits.detach())  # the committee's, of y
+        else:
+            x, member_y = self.member_parts(x), self.member_parts(y)
+            ids = None if ids is None else self.member_parts(ids)
+            logits = torch.stack(
+                [member(part).logits for member, part in zip(self.members, x, strict=True)]
+            )
+            predicted = logits.detach().flatten(0, 1)  # each member's, of its own part of y
+        sample_losses = torch.stack(
+            [
+                F.cross_entropy(z, target, reduction="none")
+                for z, target in zip(logits, member_y, strict=True)
+            ]
+        )
+        weights = self.sample_weights(member_y.shape[1], ids)
         member_losses = (weights * sample_losses).mean(1)
         loss = member_losses.sum()
         check_finite(loss, self.current_epoch, batch_idx)
         terms = {f"member_loss/{m}": member_loss for m, member_loss in enumerate(member_losses)}
         terms["loss"] = member_losses.mean()
-        self.track_epoch(terms, mean_log_probabilities(logits.detach()), y, batch_idx)
+        self.track_epoch(terms, predicted, y, batch_idx)
         return loss
+
+    def member_parts(self, batch_part: torch.Tensor) -> torch.Tensor:
+        """A batch of `member_orders` as (M, B, …): member m's part is its own samples."""
+        return batch_part.unflatten(0, (len(self.members), -1))
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         """The standard classifier's test metrics of the committee, and each member's
@@ -184,9 +219,12 @@ class BootstrapCounts(nn.Module):
         return cls(torch.from_numpy(np.sort(labeled_ids)), counts)
 
     def weights(self, ids: torch.Tensor) -> torch.Tensor:
-        """(M, B) counts of the samples with global indices `ids` (all labeled)."""
+        """(M, B) counts of the samples with global indices `ids` (all labeled): ids (B,) that
+        every member trains on, or (M, B), each member's own."""
         positions = torch.searchsorted(self.sorted_ids, ids.to(self.sorted_ids.device))
-        return self.counts[:, positions]
+        if positions.dim() == 1:
+            return self.counts[:, positions]
+        return self.counts.gather(1, positions)
 
 
 def check_committee(
@@ -194,7 +232,13 @@ def check_committee(
     committee: str,
     train_loss_prediction: bool,
     member_backbone: Callable[[int], Backbone] | None,
+    member_data: str,
 ) -> None:
+    if member_data not in MEMBER_DATA:
+        raise ConfigError(
+            f"method.module.member_data={member_data!r} is not one of "
+            f"{', '.join(MEMBER_DATA)}: e.g. method.module.member_data=shuffled"
+        )
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise ConfigError(
             f"method.module.members={members!r} must be a positive integer: e.g. "

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
 from al.errors import ConfigError, DataError
+from al.loop import build_module
 from al.methods.m2 import LatentPools, M2Module, distance_sums
 from al.methods.m2_latent_diverse import class_quotas, diverse_picks
 from al.methods.m2_latent_weighted import anchor_mean_distances, weighted_uncertainty
@@ -19,6 +20,8 @@ from al.methods.selector import TieBreak, discriminator_metrics
 from al.models.cnn import SmallCNN
 from al.models.m2 import build_m2, gaussian_kl, negative_log_likelihood
 from al.models.mlp import MLP
+
+from conftest import compose_config
 
 SMALL = dict(latent_dim=3, hidden=16, conv_channels=(4, 8), mlp_hidden=16)
 
@@ -232,3 +235,30 @@ def test_distance_sums_match_the_full_matrix_in_chunks():
     points, anchors = torch.randn(50, 4), torch.randn(33, 4)
     expected = torch.cdist(points, anchors).sum(1)
     assert torch.allclose(distance_sums(points, anchors, chunk=7), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "alpha"),
+    [
+        (["method=m2_random"], 0.1),  # the paper's α = 0.1·N
+        (["+experiment=m2_vaal_fmnist"], 0.1),
+        (["+experiment=m2_short_schedule", "method=m2_entropy"], 10.0),
+        (["+experiment=sweep_digits", "method=m2_latent_diverse"], 10.0),
+        (["+experiment=sweep_digits", "method=m2_vaal", "m2_alpha=0.1"], 0.1),
+        (["+experiment=sweep_digits", "method=m2_vaal", "method.module.alpha=5"], 5.0),
+        (["+experiment=m2_vaal_fmnist_cpu"], 10.0),
+        (["+experiment=m2_vaal_fmnist_cold_cpu"], 10.0),
+    ],
+)
+def test_the_short_schedule_sets_alpha_for_the_m2_methods_and_the_paper_is_one_override_away(
+    overrides, alpha
+):
+    cfg = compose_config(*overrides)
+    module = build_module(cfg, cfg.dataset.num_classes)
+    assert isinstance(module, M2Module) and module.alpha == alpha
+
+
+def test_the_sweeps_short_schedule_leaves_the_other_methods_modules_alone():
+    cfg = compose_config("+experiment=sweep_digits", "method=entropy")
+    assert cfg.m2_alpha == 10.0 and "alpha" not in cfg.method.module
+    assert not isinstance(build_module(cfg, cfg.dataset.num_classes), M2Module)

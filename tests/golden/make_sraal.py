@@ -147,7 +147,7 @@ def main(repo: Path, out: Path) -> None:
     rng = np.random.default_rng(17)
     half = LATENT // 2
     weights = {
-        "encoder": float32(rng.normal(0, 0.6, (WIDTH, 2 * LATENT))).tolist(),
+        "encoder": float32(rng.normal(0, 0.3, (WIDTH, 2 * LATENT))).tolist(),
         "decoder": float32(rng.normal(0, 0.6, (half, WIDTH))).tolist(),
         "decoder_bias": float32(rng.normal(0, 0.1, WIDTH)).tolist(),
         "classifier": float32(rng.normal(0, 0.8, (half, CLASSES))).tolist(),
@@ -157,8 +157,8 @@ def main(repo: Path, out: Path) -> None:
         "task_model": float32(rng.normal(0, 0.8, (WIDTH, CLASSES))).tolist(),
     }
     oui = oui_case(resnet, rng)
-    labeled = float32(rng.normal(0, 1, (LABELED, WIDTH)))
-    unlabeled = float32(rng.normal(0.5, 1, (UNLABELED, WIDTH)))
+    labeled = float32(rng.normal(0, 0.5, (LABELED, WIDTH)))
+    unlabeled = float32(rng.normal(0.3, 0.5, (UNLABELED, WIDTH)))
     labels = np.tile(rng.integers(0, CLASSES, BATCH), LABELED // BATCH)
 
     args = SimpleNamespace(

@@ -180,7 +180,7 @@ def main(repo: Path, out: Path) -> None:
 
     rng = np.random.default_rng(13)
     weights = {
-        "encoder": float32(rng.normal(0, 0.6, (WIDTH, 2 * LATENT))).tolist(),
+        "encoder": float32(rng.normal(0, 0.3, (WIDTH, 2 * LATENT))).tolist(),
         "decoder": float32(rng.normal(0, 0.6, (LATENT + 1, WIDTH))).tolist(),
         "decoder_bias": float32(rng.normal(0, 0.1, WIDTH)).tolist(),
         "discriminator": float32(rng.normal(0, 1.0, LATENT + 1)).tolist(),
@@ -188,9 +188,9 @@ def main(repo: Path, out: Path) -> None:
         "ranker": float32(rng.normal(0, 0.8, WIDTH)).tolist(),
         "ranker_bias": float32(rng.normal(0, 0.2, ())).tolist(),
     }
-    labeled = float32(rng.normal(0, 1, (LABELED, WIDTH)))
-    unlabeled = float32(rng.normal(0.5, 1, (UNLABELED, WIDTH)))
-    candidates = float32(rng.normal(0.2, 1, (CANDIDATES, WIDTH)))
+    labeled = float32(rng.normal(0, 0.5, (LABELED, WIDTH)))
+    unlabeled = float32(rng.normal(0.3, 0.5, (UNLABELED, WIDTH)))
+    candidates = float32(rng.normal(0.1, 0.5, (CANDIDATES, WIDTH)))
     ranking_losses = ranking_loss_cases(repo, rng)
     vae_losses = vae_loss_cases(methods, rng)
 

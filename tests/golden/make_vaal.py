@@ -100,16 +100,16 @@ def main(repo: Path, out: Path) -> None:
 
     rng = np.random.default_rng(9)
     weights = {
-        "encoder": float32(rng.normal(0, 0.6, (WIDTH, 2 * LATENT))).tolist(),
+        "encoder": float32(rng.normal(0, 0.3, (WIDTH, 2 * LATENT))).tolist(),
         "decoder": float32(rng.normal(0, 0.6, (LATENT, WIDTH))).tolist(),
         "decoder_bias": float32(rng.normal(0, 0.1, WIDTH)).tolist(),
         "discriminator": float32(rng.normal(0, 1.0, LATENT)).tolist(),
         "discriminator_bias": float32(rng.normal(0, 0.2, ())).tolist(),
     }
-    labeled = float32(rng.normal(0, 1, (LABELED, WIDTH)))
-    unlabeled = float32(rng.normal(0.5, 1, (UNLABELED, WIDTH)))
+    labeled = float32(rng.normal(0, 0.5, (LABELED, WIDTH)))
+    unlabeled = float32(rng.normal(0.3, 0.5, (UNLABELED, WIDTH)))
     labels = rng.integers(0, 2, LABELED)
-    candidates = float32(rng.normal(0.2, 1, (CANDIDATES, WIDTH)))
+    candidates = float32(rng.normal(0.1, 0.5, (CANDIDATES, WIDTH)))
 
     args = SimpleNamespace(
         budget=BUDGET,

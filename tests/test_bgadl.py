@@ -1,10 +1,13 @@
-"""BGADL: its three losses, which update moves which network, the ablation that is exactly
-BALD, and synthetic pairs that train the classifier only and survive a resume."""
+"""BGADL: its three losses, which update moves which network, how generated inputs meet the
+classifier's BatchNorm, the D/C step's fakes, the ablation that is exactly BALD (and keeps the
+weight decay), and synthetic pairs that train the classifier only and survive a resume."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -50,14 +53,15 @@ def test_the_three_losses_on_hand_computed_values():
     assert loss_d.item() == pytest.approx(-math.log(0.8) - math.log(0.7) + math.log(2))
 
 
-def small_module(synthesis: str = "on_the_fly") -> BgadlModule:
+def small_module(synthesis: str = "on_the_fly", dropout: float = 0.5, **options) -> BgadlModule:
     torch.manual_seed(0)
     module = BgadlModule(
-        SmallCNN([1, 8, 8], 3, dropout=0.5),
+        SmallCNN([1, 8, 8], 3, dropout=dropout),
         functools.partial(torch.optim.Adadelta, lr=1.0),
         3,
         [1, 8, 8],
         synthesis=synthesis,
+        **options,
     )
     module.pixel_stats = PixelStats((0.3,), (0.4,))
     module.manual_backward = lambda loss: loss.backward()  # no trainer: plain autograd
@@ -86,7 +90,7 @@ def test_each_update_moves_only_its_networks():
     module.update_encoder(real, y, encoder_opt)
     assert moved(module, before) == {"encoder"}
     before = parameters()
-    _, fake, made = module.update_generator(real, y, z, generator_opt)
+    _, fake, made = module.update_generator(x, real, y, z, generator_opt)
     assert moved(module, before) == {"generator"}
     before = parameters()
     module.log = lambda *args, **kwargs: None
@@ -110,6 +114,9 @@ def test_bad_options_are_refused():
         BgadlModule(SmallCNN([1, 8, 8], 3), torch.optim.Adam, 3, [1, 8, 8], synthesis="always")
     with pytest.raises(ConfigError, match="bgadl generates images"):
         BgadlModule(SmallCNN([1, 8, 8], 3), torch.optim.Adam, 3, [2])
+    for option in ("synthetic_batchnorm", "discriminator_fakes"):
+        with pytest.raises(ConfigError, match=f"{option}='batch'"):
+            BgadlModule(SmallCNN([1, 8, 8], 3), torch.optim.Adam, 3, [1, 8, 8], **{option: "batch"})
     with pytest.raises(ConfigError, match="image_size=30"):
         BgadlModule(SmallCNN([1, 8, 8], 3), torch.optim.Adam, 3, [1, 8, 8], image_size=30)
 
@@ -184,17 +191,146 @@ def test_two_stages_on_mnist_format_files(tiny_config, tmp_path):
     assert read_results(tmp_path / "run") == records
 
 
-def test_generated_batches_leave_the_classifiers_running_statistics_alone():
-    """BatchNorm normalises a generated batch by its own statistics but keeps the running
-    ones of real samples: they are what the classifier is tested with."""
-    module = small_module()
+def with_running_statistics(module: BgadlModule) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train on a shifted real batch so that the running statistics are not their initial 0
+    and 1; the first BatchNorm layer's running mean and variance (copies)."""
     module.train()
-    module(torch.randn(8, 1, 8, 8))
+    module(2 * torch.randn(8, 1, 8, 8) + 1)
     norm = module.backbone.blocks[0][1]
-    mean, variance = norm.running_mean.clone(), norm.running_var.clone()
-    logits = module.classify_synthetic(torch.rand(8, 1, 28, 28))
-    assert torch.equal(norm.running_mean, mean) and torch.equal(norm.running_var, variance)
-    assert norm.momentum == 0.1 and logits.shape == (8, 3)
+    return norm.running_mean.clone(), norm.running_var.clone()
+
+
+def unchanged(module: BgadlModule, statistics: tuple[torch.Tensor, torch.Tensor]) -> bool:
+    norm = module.backbone.blocks[0][1]
+    return torch.equal(norm.running_mean, statistics[0]) and torch.equal(
+        norm.running_var, statistics[1]
+    )
+
+
+def test_running_normalises_generated_batches_as_the_classifier_in_eval_mode():
+    """`running`: a generated batch gives the eval-mode classifier's logits (no dropout here),
+    leaves the running statistics alone and the BatchNorm layers in training mode."""
+    module = small_module(dropout=0.0, synthetic_batchnorm="running")
+    statistics = with_running_statistics(module)
+    x, images = torch.randn(8, 1, 8, 8), torch.rand(8, 1, 28, 28)
+    (logits,) = module.classify_synthetic(x, images)
+    assert unchanged(module, statistics) and module.backbone.blocks[0][1].training
+    evaluated = copy.deepcopy(module).eval()
+    assert torch.allclose(logits, evaluated(module.to_input(images)), atol=1e-6)
+    own_batch = copy.deepcopy(module)
+    own_batch.synthetic_batchnorm = "own_batch"
+    assert not torch.allclose(logits, own_batch.classify_synthetic(x, images)[0], atol=1e-3)
+
+
+def test_running_keeps_the_dropout_sampling():
+    module = small_module(dropout=0.5, synthetic_batchnorm="running")
+    with_running_statistics(module)
+    images = torch.rand(8, 1, 28, 28)
+    first, second = (module.classify_synthetic(None, images)[0] for _ in range(2))
+    assert not torch.allclose(first, second)
+
+
+def test_own_batch_normalises_each_generated_batch_by_its_own_statistics():
+    module = small_module(dropout=0.0, synthetic_batchnorm="own_batch")
+    statistics = with_running_statistics(module)
+    images = torch.rand(8, 1, 28, 28)
+    expected = copy.deepcopy(module)(module.to_input(images))  # train mode, this batch alone
+    (logits,) = module.classify_synthetic(torch.randn(8, 1, 8, 8), images)
+    assert torch.allclose(logits, expected, atol=1e-6) and unchanged(module, statistics)
+    assert module.backbone.blocks[0][1].momentum == 0.1
+
+
+def test_joint_normalises_real_and_generated_inputs_in_one_batch():
+    """`joint`: the D/C step's logits are one train-mode pass over real and generated inputs,
+    whose batch mean the running mean follows (momentum 0.1); G's step reads the same kind of
+    batch and leaves the running statistics alone."""
+    module = small_module(dropout=0.0, synthetic_batchnorm="joint")
+    statistics = with_running_statistics(module)
+    x, fake, made = torch.randn(6, 1, 8, 8), torch.rand(6, 1, 28, 28), torch.rand(6, 1, 28, 28)
+    together = torch.cat([x, module.to_input(fake), module.to_input(made)])
+    expected = copy.deepcopy(module)(together).split(6)
+    batch_mean = module.backbone.blocks[0][0](together).mean(dim=(0, 2, 3)).detach()
+
+    (fake_logits,) = module.classify_synthetic(x, fake)
+    assert unchanged(module, statistics)
+    assert torch.allclose(fake_logits, copy.deepcopy(module)(together[:12])[6:], atol=1e-6)
+    logits = module.classify_real_and_synthetic(x, fake, made)
+    for got, want in zip(logits, expected, strict=True):
+        assert torch.allclose(got, want, atol=1e-6)
+    running_mean = module.backbone.blocks[0][1].running_mean
+    assert torch.allclose(running_mean, 0.9 * statistics[0] + 0.1 * batch_mean, atol=1e-6)
+
+
+def test_the_batchnorm_option_changes_only_how_generated_inputs_are_normalised():
+    """`running` and `own_batch` give the same real logits and running statistics from the
+    same state; only the generated inputs' logits differ."""
+    results = {}
+    for option in ("running", "own_batch"):
+        module = small_module(dropout=0.0, synthetic_batchnorm=option)
+        with_running_statistics(module)
+        x, fake = torch.randn(6, 1, 8, 8), torch.rand(6, 1, 28, 28)
+        logits = module.classify_real_and_synthetic(x, fake)
+        results[option] = (*logits, module.backbone.blocks[0][1].running_mean.clone())
+    (real, fake, mean), (real_own, fake_own, mean_own) = results.values()
+    assert torch.equal(real, real_own) and torch.equal(mean, mean_own)
+    assert not torch.allclose(fake, fake_own, atol=1e-3)
+
+
+@pytest.mark.parametrize("synthesis", ["none", "on_the_fly"])
+def test_the_weight_decay_per_sample_applies_with_and_without_synthesis(synthesis):
+    module = small_module(synthesis, weight_decay_per_sample=3.5)
+    module.trainer = SimpleNamespace(datamodule=SimpleNamespace(labeled_count=50, synthetic=None))
+    optimizers = module.configure_optimizers()
+    classifier = optimizers if synthesis == "none" else optimizers[0][-1]
+    assert [group["weight_decay"] for group in classifier.param_groups] == [3.5 / 50]
+    parameters = [p for group in classifier.param_groups for p in group["params"]]
+    assert {id(p) for p in parameters} == {id(p) for p in module.backbone.parameters()}
+
+
+@functools.cache
+def one_training_step(discriminator_fakes: str):
+    """One training step on a fixed batch; the generator's (z, output) per call in order, the
+    D/C step's fake and reconstructed inputs, and the module (made once per option: read,
+    never changed, by the tests)."""
+    module = small_module(discriminator_fakes=discriminator_fakes)
+    module.log = lambda *args, **kwargs: None
+    optimizers = module.configure_optimizers()[0]
+    module.optimizers = lambda: optimizers
+    calls, read = [], {}
+    module.generator.register_forward_hook(
+        lambda net, inputs, output: calls.append((inputs[0].clone(), output.detach().clone()))
+    )
+    update = module.update_discriminator_and_classifier
+
+    def spy(x, y, real, fake, made, optimizers):
+        read.update(fake=fake.clone(), made=made.clone())
+        return update(x, y, real, fake, made, optimizers)
+
+    module.update_discriminator_and_classifier = spy
+    torch.manual_seed(1)
+    x, y = torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    module.training_step((x, y), 0)
+    return calls, read, module, y
+
+
+def test_the_discriminator_step_reads_the_fakes_the_updated_generator_makes():
+    """The code's order: E's step (1 generator call), G's step (g(z, y), g(e(x), y)), then
+    g(z, y) again with the same z and a fresh reconstruction, which D and C read."""
+    calls, read, module, y = one_training_step("regenerated")
+    assert len(calls) == 5
+    (z_before, fake_before), (z_after, fake_after) = calls[1], calls[3]
+    assert torch.equal(z_before, z_after) and not torch.allclose(fake_before, fake_after)
+    assert torch.equal(read["fake"], fake_after) and torch.equal(read["made"], calls[4][1])
+    with torch.no_grad():  # training-mode BatchNorm: the updated G's output depends on z alone
+        assert torch.allclose(read["fake"], module.generator(z_after, y), atol=1e-6)
+
+
+def test_reused_fakes_are_those_of_the_generators_step_and_nothing_else_changes():
+    calls, read, reused, _ = one_training_step("reused")
+    assert len(calls) == 3
+    assert torch.equal(read["fake"], calls[1][1]) and torch.equal(read["made"], calls[2][1])
+    _, _, regenerated, _ = one_training_step("regenerated")
+    assert moved(regenerated, dict(reused.named_parameters())) == {"real_fake", "backbone"}
 
 
 def test_the_sample_grid_pairs_each_pick_with_its_stored_synthetic_sample(tiny_config, tmp_path):
@@ -227,7 +363,7 @@ def test_rgb_images_at_32_pixels_run_every_update():
     x, y = torch.randn(4, 3, 32, 32), torch.arange(4)
     real = module.to_image(x)
     module.update_encoder(real, y, encoder_opt)
-    _, fake, made = module.update_generator(real, y, torch.randn(4, 100), generator_opt)
+    _, fake, made = module.update_generator(x, real, y, torch.randn(4, 100), generator_opt)
     assert fake.shape == made.shape == (4, 3, 32, 32) and 0 <= fake.min() <= fake.max() <= 1
     module.update_discriminator_and_classifier(
         x, y, real, fake.detach(), made.detach(), (real_fake_opt, classifier_opt)

@@ -7,6 +7,7 @@ Per step on a labeled batch, the public code's three updates in its order (surve
   G:     L_G = BCE(d(g(z, y)), 1) + CE(c(g(z, y)), y) + w·MSE(g(e(x), y), x)   (generator only)
   D, C:  L_D = BCE(d(x), 1) + BCE(d(g(z, y)), 0) + BCE(d(g(e(x), y)), 0)
          L_C = CE(c(x), y) + CE(c(g(z, y)), y) [+ CE(c(g(e(x), y)), y) with `on_the_fly`]
+with g(z, y) and g(e(x), y) made again by the updated G (the code; `discriminator_fakes`).
 The generator works in pixels in [0, 1] at `image_size`; the classifier reads its own
 normalised inputs, mapped explicitly both ways with the dataset's pixel statistics (the
 public code feeds raw pixels and silently bypasses its normaliser; not copied).
@@ -30,6 +31,8 @@ from al.models.vae_acgan import Encoder, Generator, RealFakeDiscriminator, gan_i
 from al.tasks import Task
 
 SYNTHESES = ("on_the_fly", "stored", "none")
+SYNTHETIC_BATCHNORMS = ("running", "joint", "own_batch")
+DISCRIMINATOR_FAKES = ("regenerated", "reused")
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,15 @@ class BgadlModule(ClassifierModule):
     without synthesis: no VAE-ACGAN at all, exactly the standard classifier). `image_size`
     (28 or 32) is the generator's; `latent_dim` (100) z's; `reconstruction_weight` w (0.75);
     `weight_decay_per_sample` k sets the classifier's weight decay to k / N_train for the
-    stage's N_train training pairs (the code: 3.5), None leaves the optimizer's own.
+    stage's N_train training pairs (the code: 3.5), None leaves the optimizer's own, with or
+    without synthesis.
+
+    `synthetic_batchnorm`: how the classifier's BatchNorm normalises generated inputs (the
+    code's LeNet-5 has none): `running` (the running statistics of real samples, as at test
+    time), `joint` (real and generated inputs in one batch, whose statistics the running ones
+    follow) or `own_batch` (each generated batch by its own statistics, running ones frozen).
+    `discriminator_fakes`: the D/C step's g(z, y) and g(e(x), y), `regenerated` by G after its
+    update (the code) or `reused` from G's step.
     """
 
     tasks = ("classification",)
@@ -96,11 +107,18 @@ class BgadlModule(ClassifierModule):
         reconstruction_weight: float = 0.75,
         generative_optimizer: Mapping | None = None,
         weight_decay_per_sample: float | None = None,
+        synthetic_batchnorm: str = "running",
+        discriminator_fakes: str = "regenerated",
         task: Task | None = None,
     ) -> None:
         super().__init__(backbone, optimizer, num_classes, scheduler, task=task)
-        if synthesis not in SYNTHESES:
-            raise ConfigError(f"synthesis={synthesis!r} is not one of {', '.join(SYNTHESES)}")
+        for name, value, allowed in (
+            ("synthesis", synthesis, SYNTHESES),
+            ("synthetic_batchnorm", synthetic_batchnorm, SYNTHETIC_BATCHNORMS),
+            ("discriminator_fakes", discriminator_fakes, DISCRIMINATOR_FAKES),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
         if len(input_shape) != 3:
             raise ConfigError(
                 f"bgadl generates images, and this dataset's inputs have shape "
@@ -113,6 +131,8 @@ class BgadlModule(ClassifierModule):
         self.image_size, self.latent_dim = image_size, latent_dim
         self.reconstruction_weight = reconstruction_weight
         self.weight_decay_per_sample = weight_decay_per_sample
+        self.synthetic_batchnorm = synthetic_batchnorm
+        self.discriminator_fakes = discriminator_fakes
         self.generative_optimizer = GenerativeOptimizer(**(generative_optimizer or {}))
         self.pixel_stats: PixelStats | None = None
         if synthesis != "none":
@@ -155,7 +175,10 @@ class BgadlModule(ClassifierModule):
         real = self.to_image(x)
         z = torch.randn(len(y), self.latent_dim, device=x.device)
         losses = {"encoder": self.update_encoder(real, y, encoder_opt)}
-        losses["generator"], fake, made = self.update_generator(real, y, z, generator_opt)
+        losses["generator"], fake, made = self.update_generator(x, real, y, z, generator_opt)
+        if self.discriminator_fakes == "regenerated":
+            with torch.no_grad():
+                fake, made = self.generate(real, y, z)
         losses["discriminator"], losses["classifier"], logits = (
             self.update_discriminator_and_classifier(
                 x, y, real, fake.detach(), made.detach(), (real_fake_opt, classifier_opt)
@@ -166,12 +189,31 @@ class BgadlModule(ClassifierModule):
         self.track_epoch({**losses, "loss": losses["classifier"]}, logits, y, batch_idx)
         return None
 
-    def classify_synthetic(self, image: torch.Tensor) -> torch.Tensor:
-        """The classifier's logits of generated pixels. Its BatchNorm layers normalise them by
-        their own batch but keep the running statistics of real samples only: tested on real
-        data, it must not carry the generator's (the code's LeNet-5 has no BatchNorm)."""
-        with frozen_running_statistics(self.backbone):
-            return self(self.to_input(image))
+    def classify_synthetic(self, x: torch.Tensor, *images: torch.Tensor) -> list[torch.Tensor]:
+        """The classifier's logits of each batch of generated pixels in `images`, normalised
+        per `synthetic_batchnorm`, the running statistics left as they are; `x`, the real
+        inputs of the step, joins them in one batch with `joint`."""
+        inputs = [self.to_input(image) for image in images]
+        if self.synthetic_batchnorm == "joint":
+            with frozen_running_statistics(self.backbone):
+                return self.classify_together(x, inputs)[1:]
+        normalised = {"running": batchnorm_in_eval, "own_batch": frozen_running_statistics}
+        with normalised[self.synthetic_batchnorm](self.backbone):
+            return [self(batch) for batch in inputs]
+
+    def classify_real_and_synthetic(
+        self, x: torch.Tensor, *images: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """The logits of `x` (whose batch the running statistics follow; with `joint`, `x`
+        and `images` together) and of each batch in `images`, as `classify_synthetic`."""
+        if self.synthetic_batchnorm == "joint":
+            return self.classify_together(x, [self.to_input(image) for image in images])
+        return [self(x), *self.classify_synthetic(x, *images)]
+
+    def classify_together(self, x: torch.Tensor, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The logits of `x` and each of `inputs` from one pass over them all."""
+        logits = self(torch.cat([x, *inputs]))
+        return list(logits.split([len(x), *(len(batch) for batch in inputs)]))
 
     def reconstruct(self, real: torch.Tensor, y: torch.Tensor):
         """g(z_e, y) with z_e drawn from e(x), and e(x)'s μ and log σ²."""
@@ -184,10 +226,13 @@ class BgadlModule(ClassifierModule):
         self.apply_update(loss, optimizer)
         return loss.detach()
 
-    def update_generator(self, real, y, z, optimizer):
-        fake = self.generator(z, y)
-        made, _, _ = self.reconstruct(real, y)
-        fake_logits = self.classify_synthetic(fake)
+    def generate(self, real: torch.Tensor, y: torch.Tensor, z: torch.Tensor):
+        """g(z, y) and a reconstruction g(e(x), y) of the real images."""
+        return self.generator(z, y), self.reconstruct(real, y)[0]
+
+    def update_generator(self, x, real, y, z, optimizer):
+        fake, made = self.generate(real, y, z)
+        (fake_logits,) = self.classify_synthetic(x, fake)
         loss = generator_loss(
             self.real_fake(fake), fake_logits, y, made, real, self.reconstruction_weight
         )
@@ -199,10 +244,11 @@ class BgadlModule(ClassifierModule):
         d_loss = discriminator_loss(
             self.real_fake(real), self.real_fake(fake), self.real_fake(made)
         )
-        logits = self(x)
-        c_loss = F.cross_entropy(logits, y) + F.cross_entropy(self.classify_synthetic(fake), y)
-        if self.synthesis == "on_the_fly":
-            c_loss = c_loss + F.cross_entropy(self.classify_synthetic(made), y)
+        images = (fake, made) if self.synthesis == "on_the_fly" else (fake,)
+        logits, *synthetic_logits = self.classify_real_and_synthetic(x, *images)
+        c_loss = F.cross_entropy(logits, y)
+        for batch_logits in synthetic_logits:
+            c_loss = c_loss + F.cross_entropy(batch_logits, y)
         self.apply_update(d_loss + c_loss, *optimizers)
         return d_loss.detach(), c_loss.detach(), logits.detach()
 
@@ -225,9 +271,10 @@ class BgadlModule(ClassifierModule):
 
     def configure_optimizers(self):
         """E, G and D: Adadelta with StepLR each; the classifier: the configured optimizer
-        (and scheduler) over the backbone."""
+        (and scheduler) over the backbone, with `weight_decay_per_sample` with or without
+        synthesis."""
         if self.synthesis == "none":
-            return super().configure_optimizers()
+            return self.classifier_optimizers()
         settings = self.generative_optimizer
         generative = [
             torch.optim.Adadelta(net.parameters(), settings.lr, settings.rho, settings.eps)
@@ -242,6 +289,14 @@ class BgadlModule(ClassifierModule):
             schedulers.append(self.scheduler_factory(classifier))
         return [*generative, classifier], schedulers
 
+    def classifier_optimizers(self) -> torch.optim.Optimizer | dict:
+        """The classifier alone (`synthesis=none`): the configured optimizer and scheduler,
+        as every classifier's, with the weight decay of `weight_decay_per_sample`."""
+        optimizer = self.optimizer_factory(self.parameters(), **self.weight_decay())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+
     def weight_decay(self) -> dict[str, float]:
         """{"weight_decay": k / N_train} with `weight_decay_per_sample`, else nothing."""
         if self.weight_decay_per_sample is None:
@@ -253,11 +308,30 @@ class BgadlModule(ClassifierModule):
         }
 
 
+def batchnorm_layers(network: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    return [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+@contextmanager
+def batchnorm_in_eval(network: torch.nn.Module) -> Iterator[None]:
+    """BatchNorm in eval mode (normalising by, and leaving, the running statistics), every
+    other layer (dropout) in its own mode."""
+    layers = batchnorm_layers(network)
+    modes = [layer.training for layer in layers]
+    for layer in layers:
+        layer.eval()
+    try:
+        yield
+    finally:
+        for layer, mode in zip(layers, modes, strict=True):
+            layer.train(mode)
+
+
 @contextmanager
 def frozen_running_statistics(network: torch.nn.Module) -> Iterator[None]:
     """Train-mode BatchNorm that leaves its running mean and variance as they are
     (momentum 0: running = 1·running + 0·batch)."""
-    layers = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    layers = batchnorm_layers(network)
     momenta = [layer.momentum for layer in layers]
     for layer in layers:
         layer.momentum = 0.0

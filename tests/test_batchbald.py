@@ -1,5 +1,6 @@
 """BatchBALD: joint entropies by hand, BALD for one point, one of two duplicates per batch,
-exact and sampled estimators agreeing, and consistent MC dropout drawn from the seed."""
+exact and sampled estimators agreeing and switched where C^n exceeds `samples`, lazy and full
+greedy agreeing, and consistent MC dropout drawn from the seed."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import textwrap
 import pytest
 import torch
 
+import al.methods.batchbald as batchbald_module
 from al.errors import ConfigError
 from al.methods.bald import bald
 from al.methods.batchbald import (
@@ -20,6 +22,7 @@ from al.methods.batchbald import (
     batchbald_greedy,
     extend,
     joint_entropies,
+    tile_shape,
 )
 from al.methods.classifier import ClassifierModule
 from al.methods.selector import SelectionRequest, TieBreak
@@ -29,7 +32,7 @@ from al.models.mlp import MLP
 from conftest import ROOT
 
 CPU = torch.device("cpu")
-EXACT = JointEstimator(exact_max_batch=10, samples=1000, memory_bytes=2**26)
+EXACT = JointEstimator(samples=10**6, memory_bytes=2**26)
 
 
 def random_probs(seed: int, candidates: int = 40, passes: int = 6, classes: int = 4):
@@ -91,6 +94,13 @@ def test_of_two_duplicates_with_the_highest_bald_a_batch_of_two_takes_one():
     assert torch.allclose(gains, torch.tensor([math.log(2), math.log(2) - noisy]), atol=1e-5)
 
 
+class AlwaysSampled(JointEstimator):
+    """Sampled configurations from the first point chosen on."""
+
+    def samples_for(self, chosen: int, classes: int) -> int:
+        return self.samples
+
+
 def test_sampled_joint_entropies_agree_with_exact_ones():
     probs = random_probs(1, candidates=20, passes=8, classes=3)
     chosen, candidates = probs[:3], probs[3:]
@@ -98,7 +108,7 @@ def test_sampled_joint_entropies_agree_with_exact_ones():
     sampled = joint_entropies(configurations_of(chosen, samples=20_000), candidates)
     assert (exact - sampled).abs().max() < 0.02
     # Sampled beyond the first point of the batch: the same greedy picks, gains within 0.02.
-    estimated = JointEstimator(exact_max_batch=1, samples=20_000, memory_bytes=2**26)
+    estimated = AlwaysSampled(samples=20_000, memory_bytes=2**26)
     exact_picks, exact_gains = batchbald_greedy(
         probs, 4, EXACT, torch.Generator().manual_seed(0), TieBreak(0)
     )
@@ -108,22 +118,101 @@ def test_sampled_joint_entropies_agree_with_exact_ones():
     assert torch.equal(picks, exact_picks) and (gains - exact_gains).abs().max() < 0.02
 
 
-def test_candidate_blocks_and_the_memory_budget_change_no_result():
+def greedy_decisions(monkeypatch, probs, query, estimator, lazy=True):
+    """The `samples` each extension of the greedy got (None: enumerated), the configurations
+    and candidates of each joint-entropy call, and the picks and gains."""
+    extensions, scored = [], []
+
+    def spy_extend(configs, point, samples, generator=None):
+        extensions.append(samples)
+        return extend(configs, point, samples, generator)
+
+    def spy_joint(configs, candidates, memory_bytes):
+        scored.append((configs.log_joint.shape[1], len(candidates)))
+        return joint_entropies(configs, candidates, memory_bytes)
+
+    monkeypatch.setattr(batchbald_module, "extend", spy_extend)
+    monkeypatch.setattr(batchbald_module, "joint_entropies", spy_joint)
+    generator = torch.Generator().manual_seed(0)
+    picks, gains = batchbald_greedy(probs, query, estimator, generator, TieBreak(0), lazy)
+    return extensions, scored, picks, gains
+
+
+def test_configurations_are_enumerated_while_c_to_the_n_is_at_most_samples(monkeypatch):
+    # BlackHC/BatchBALD src/multi_bald.py: exact while num_classes ** chosen ≤ num_samples.
+    # C = 3, samples = 27: the 3³ = 27 configurations of 3 chosen points enumerated, 3⁴ not.
+    estimator = JointEstimator(samples=27, memory_bytes=2**26)
+    assert [estimator.samples_for(chosen, 3) for chosen in range(6)] == [None] * 4 + [27, 27]
+    probs = random_probs(5, candidates=12, classes=3)
+    extensions, scored, _, _ = greedy_decisions(monkeypatch, probs, 6, estimator, lazy=False)
+    assert extensions == [None, None, None, 27, 27]  # after picks 1..5
+    assert [configurations for configurations, _ in scored] == [1, 3, 9, 27, 27, 27]
+
+
+def test_at_100_classes_the_default_samples_sample_from_the_fourth_pick_on(monkeypatch):
+    # 100¹ and 100² ≤ 10,000 configurations are enumerated; the 100³ = 10⁶ that the 4th pick
+    # enumerated under the old rule (exact up to a batch of 4) are sampled.
+    estimator = BatchBaldSelector().estimator
+    assert estimator.samples == 10_000
+    probs = random_probs(6, candidates=8, passes=3, classes=100)
+    extensions, scored, _, _ = greedy_decisions(monkeypatch, probs, 5, estimator, lazy=False)
+    assert extensions == [None, None, 10_000, 10_000]
+    assert [configurations for configurations, _ in scored] == [1, 100, 10_000, 10_000, 10_000]
+
+
+def test_lazy_greedy_scores_fewer_candidates_for_the_same_picks_and_gains(monkeypatch):
+    # Exact joint entropies throughout (3⁶ ≤ 10⁶): lazy evaluation is exact for a submodular
+    # gain, so only the number of candidates scored may change. BALD spread from 0 (scale 0:
+    # the same probabilities under every pass) upwards; tiles of 2 candidates at 243
+    # configurations (2 · 3 classes · 4 bytes · 243 · 2).
+    scales = torch.linspace(0, 3, 60)[:, None, None]
+    probs = (scales * torch.randn(60, 6, 3, generator=torch.Generator().manual_seed(8))).softmax(2)
+    estimator = JointEstimator(samples=10**6, memory_bytes=2 * 3 * 4 * 243 * 2)
+    full = greedy_decisions(monkeypatch, probs, 7, estimator, lazy=False)
+    lazy = greedy_decisions(monkeypatch, probs, 7, estimator, lazy=True)
+    assert torch.equal(lazy[2], full[2]) and torch.allclose(lazy[3], full[3], atol=1e-6)
+    assert lazy[0] == full[0]  # the same estimator decisions
+    assert sum(count for _, count in full[1]) == 7 * 60  # every candidate, every step
+    assert lazy[1][0] == (1, 60)  # the first step has no bounds yet: every candidate
+    assert sum(count for _, count in lazy[1]) < 0.75 * 7 * 60
+
+
+def test_tiles_and_the_memory_budget_change_no_result():
     probs = random_probs(2)
-    configs = configurations_of(probs[:2])
-    assert torch.allclose(
-        joint_entropies(configs, probs, 2**26), joint_entropies(configs, probs, 1)
-    )
-    # 4 classes, 6 passes: a joint of 4² configurations needs 16 · 6 · 4 bytes.
-    tight = JointEstimator(exact_max_batch=10, samples=50, memory_bytes=16 * 6 * 4)
-    assert tight.samples_for(configurations_of(probs[:1]), 3, classes=4) is None
-    assert tight.samples_for(configurations_of(probs[:2]), 3, classes=4) == 50
-    assert EXACT.samples_for(configurations_of(probs[:2], samples=50), 3, classes=4) == 1000
+    configs = configurations_of(probs[:2])  # 16 configurations
+    reference = joint_entropies(configs, probs, 2**26)
+    for memory_bytes in (1, 2 * 4 * 4 * 5, 2 * 4 * 4 * 16 * 3):
+        assert torch.allclose(joint_entropies(configs, probs, memory_bytes), reference)
+    # 2 · C · 4 bytes a configuration: one candidate × 5 of 16, or 3 candidates × all 16.
+    assert tile_shape(40, 4, 16, 2 * 4 * 4 * 5) == (1, 5)
+    assert tile_shape(40, 4, 16, 2 * 4 * 4 * 16 * 3) == (3, 16)
+    assert tile_shape(40, 4, 16, 1) == (1, 1)
+    picks = [
+        batchbald_greedy(
+            probs[:12],
+            4,
+            JointEstimator(1000, budget),
+            torch.Generator().manual_seed(0),
+            TieBreak(0),
+        )[0]
+        for budget in (1, 2**26)
+    ]
+    assert torch.equal(*picks)
+
+
+def test_a_configuration_no_pass_allows_adds_nothing():
+    # The chosen point is class 0 under every pass: configuration (1) has probability 0, and
+    # H(y_a, y_x) = H(y_x) = H(¾, ¼), with a candidate that has a zero probability too.
+    certain = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    candidate = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+    joint = joint_entropies(configurations_of(certain[None]), candidate[None])
+    h_x = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert torch.allclose(joint, torch.tensor([h_x]))
 
 
 def test_greedy_picks_are_distinct_and_deterministic_given_the_seed():
     probs = random_probs(3, candidates=12, classes=3)
-    estimator = JointEstimator(exact_max_batch=2, samples=500, memory_bytes=2**26)
+    estimator = JointEstimator(samples=500, memory_bytes=2**26)  # sampled from 6 chosen on
     first = batchbald_greedy(probs, 12, estimator, torch.Generator().manual_seed(7), TieBreak(0))
     second = batchbald_greedy(probs, 12, estimator, torch.Generator().manual_seed(7), TieBreak(0))
     assert sorted(first[0].tolist()) == list(range(12))
@@ -190,7 +279,7 @@ def test_candidate_pool_keeps_the_highest_bald_in_pool_order():
         BatchBaldSelector(candidate_pool=3).request(request_for(torch.randn(10, 3), 5))
 
 
-def test_a_model_without_dropout_or_too_many_samples_is_refused_before_training():
+def test_a_model_without_dropout_or_bad_options_are_refused_before_training():
     module = ClassifierModule(MLP([3], 5), torch.optim.Adam, num_classes=5)
     refusal = (
         r"^method=batchbald samples MC dropout, but the model has no dropout layer: "
@@ -198,12 +287,11 @@ def test_a_model_without_dropout_or_too_many_samples_is_refused_before_training(
     )
     with pytest.raises(ConfigError, match=refusal):
         BatchBaldSelector().setup(None, module, "fit")
-    with pytest.raises(
-        ConfigError, match=r"samples=100000 needs 8 MB.*lower samples or raise memory_mb"
-    ):
-        BatchBaldSelector(samples=100_000, memory_mb=1).setup(None, module_with_dropout(), "fit")
-    with pytest.raises(ConfigError, match="exact_max_batch=0"):
-        BatchBaldSelector(exact_max_batch=0)
+    BatchBaldSelector(samples=100_000, memory_mb=1).setup(None, module_with_dropout(), "fit")
+    with pytest.raises(ConfigError, match="samples=0 must be at least 1"):
+        BatchBaldSelector(samples=0)
+    with pytest.raises(ConfigError, match="memory_mb=0 must be positive"):
+        BatchBaldSelector(memory_mb=0)
 
 
 @pytest.mark.slow

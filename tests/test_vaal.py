@@ -5,12 +5,22 @@ from __future__ import annotations
 import pytest
 import torch
 
+import al.methods.sraal as sraal_module
+import al.methods.vaal as vaal_module
 from al.errors import ConfigError
 from al.methods.selector import SelectionRequest
 from al.methods.sraal import SraalSelector, oui
 from al.methods.ta_vaal import TaVaalSelector
 from al.methods.vaal import VaalSelector
-from al.models.vae import MLPVAE, ConvVAE, Discriminator, vae_loss
+from al.models.vae import (
+    CODE_INITIALISED,
+    MLPVAE,
+    ConvVAE,
+    Discriminator,
+    initialise,
+    kaiming_init,
+    vae_loss,
+)
 from al.tasks import Classification
 
 
@@ -168,19 +178,103 @@ def test_sraal_splits_the_latent_and_stacks_five_layers():
         SraalSelector(input_shape=[2], num_classes=2, latent_dim=7)
 
 
-def test_kaiming_init_as_the_codes():
-    from al.methods.vaal import kaiming_init
-
+def test_kaiming_layer_init():
     torch.manual_seed(0)
     layer, norm = torch.nn.Linear(2000, 400), torch.nn.BatchNorm1d(4)
     torch.nn.init.constant_(norm.weight, 3.0)
     assert layer.bias.abs().sum() > 0  # PyTorch's default draws the bias
-    layer.apply(kaiming_init)
-    norm.apply(kaiming_init)
+    kaiming_init(layer, CODE_INITIALISED)
+    kaiming_init(norm, CODE_INITIALISED)
     assert layer.bias.abs().sum() == 0 and torch.equal(norm.weight, torch.ones(4))
     assert layer.weight.std().item() == pytest.approx((2 / 2000) ** 0.5, rel=0.02)
     with pytest.raises(ConfigError, match=r"method\.selector\.init='xavier'"):
         VaalSelector([2], init="xavier")
+
+
+def initialised_vae(init: str) -> ConvVAE:
+    """A seeded ConvVAE whose heads read 64 · 4 = 256 features, after `initialise`."""
+    torch.manual_seed(0)
+    vae = ConvVAE(3, 32, channels=(16, 32, 32, 64))
+    initialise(vae, init)
+    return vae
+
+
+def transposed_convs(vae: ConvVAE) -> list[torch.nn.ConvTranspose2d]:
+    return [m for m in vae.decoder if isinstance(m, torch.nn.ConvTranspose2d)]
+
+
+def test_code_init_leaves_the_heads_and_transposed_convs_at_pytorchs_default():
+    """`code` = the codes' weight_init as it acts; `kaiming` also re-draws heads and ConvTs."""
+    default, code, kaiming = (initialised_vae(i) for i in ("default", "code", "kaiming"))
+    for head in ("mu", "logvar"):
+        assert torch.equal(getattr(code, head).weight, getattr(default, head).weight)
+        assert getattr(code, head).bias.abs().min() > 0
+        assert getattr(kaiming, head).bias.abs().sum() == 0
+    # PyTorch's default: U(±1/√fan_in), std 1/√(3·256) = 0.036; Kaiming-normal: √(2/256) = 0.088.
+    assert code.mu.weight.std().item() == pytest.approx((3 * 256) ** -0.5, rel=0.03)
+    assert kaiming.mu.weight.std().item() == pytest.approx((2 / 256) ** 0.5, rel=0.03)
+    for ours, theirs in zip(transposed_convs(code), transposed_convs(default), strict=True):
+        assert torch.equal(ours.weight, theirs.weight)
+    assert transposed_convs(code)[-1].bias.abs().min() > 0
+    assert transposed_convs(kaiming)[-1].bias.abs().sum() == 0
+    # Kaiming-normal std over PyTorch's default for a ConvT: √2 / (1/√3) = √6.
+    ratio = transposed_convs(kaiming)[0].weight.std() / transposed_convs(code)[0].weight.std()
+    assert ratio.item() == pytest.approx(6**0.5, rel=0.03)
+    assert code.expand.bias.abs().sum() == 0 and not torch.equal(
+        code.encoder[0].weight, default.encoder[0].weight
+    )
+
+
+def test_the_selectors_initialise_every_network_with_their_init(monkeypatch):
+    """VAAL: the VAE and the discriminator; SRAAL: VAE, classifier and discriminator."""
+    calls = []
+
+    def recording(network, init):
+        calls.append((type(network).__name__, init))
+
+    monkeypatch.setattr(vaal_module, "initialise", recording)
+    monkeypatch.setattr(sraal_module, "initialise", recording)
+    request, _ = two_pools_request(query=2)
+    request.labeled_labels = torch.arange(40) % 2
+    VaalSelector([2], latent_dim=2, epochs_v=0, init="kaiming").select(OnDevice(), request)
+    assert calls == [("MLPVAE", "kaiming"), ("Discriminator", "kaiming")]
+    calls.clear()
+    SraalSelector([2], 2, latent_dim=2, epochs_v=0, init="default").select(OnDevice(), request)
+    assert calls == [
+        ("MLPVAE", "default"),
+        ("StateClassifier", "default"),
+        ("Discriminator", "default"),
+    ]
+
+
+def test_sraal_decoder_orders_the_same_layers_as_its_code():
+    """Same parameters (shapes, order, seeded values) as VAAL's decoder, another forward."""
+    layouts = {}
+    for decoder in ("vaal", "sraal"):
+        torch.manual_seed(0)
+        layouts[decoder] = ConvVAE(1, 8, channels=(4, 4, 4, 4), decoder=decoder).eval()
+    assert [type(m).__name__ for m in layouts["sraal"].decoder] == [
+        "ConvTranspose2d",
+        "BatchNorm2d",
+        "ConvTranspose2d",
+        "ReLU",
+        "BatchNorm2d",
+        "ReLU",
+        "ConvTranspose2d",
+        "BatchNorm2d",
+        "ReLU",
+        "ConvTranspose2d",
+    ]
+    assert [type(m).__name__ for m in layouts["vaal"].decoder] == [
+        *["ConvTranspose2d", "BatchNorm2d", "ReLU"] * 3,
+        "ConvTranspose2d",
+    ]
+    vaal_parameters, sraal_parameters = (list(v.parameters()) for v in layouts.values())
+    assert all(torch.equal(a, b) for a, b in zip(vaal_parameters, sraal_parameters, strict=True))
+    z = torch.randn(2, 8)
+    assert not torch.allclose(layouts["vaal"].decode(z, None), layouts["sraal"].decode(z, None))
+    with pytest.raises(ConfigError, match=r"method\.selector\.decoder='dcgan'"):
+        SraalSelector([2], 2, decoder="dcgan")
 
 
 class RecordingSelector(TaVaalSelector):
@@ -209,4 +303,53 @@ def test_the_discriminator_step_reuses_the_vae_steps_batch_or_draws_its_own(
     (_, vae_x, vae_u), (_, d_x, d_u) = selector.steps[:2]  # iteration 0: r ~ U(0, 1)
     assert [kind for kind, _, _ in selector.steps] == ["vae", "d"] * 4
     same = torch.equal(vae_x, d_x) and torch.equal(vae_u, d_u)
+    assert same == (discriminator_batch == "shared")
+
+
+class RecordingSraal(SraalSelector):
+    """Records the batches each objective sees; trains nothing."""
+
+    def generator_loss(self, nets, x_l, y_l, x_u):
+        self.steps.append(("generator", x_l.clone(), x_u.clone(), None))
+        return sum(p.sum() for p in nets.parameters()) * 0
+
+    def discriminator_loss(self, nets, x_l, x_u, states_u):
+        self.steps.append(("d", x_l.clone(), x_u.clone(), states_u.clone()))
+        return sum(p.sum() for p in nets.parameters()) * 0
+
+
+@pytest.mark.parametrize("discriminator_batch", ["shared", "fresh"])
+def test_sraal_discriminator_step_reuses_the_generators_batch_or_draws_its_own(
+    discriminator_batch,
+):
+    """`shared`: the state discriminator sees the second generator step's labeled and
+    unlabeled samples, with those unlabeled samples' states (the code); `fresh`: its own."""
+    selector = RecordingSraal(
+        [1],
+        2,
+        latent_dim=2,
+        mlp_hidden=4,
+        discriminator_hidden=4,
+        classifier_hidden=[4],
+        batch_size=4,
+        epochs_v=1,
+        discriminator_batch=discriminator_batch,
+    )
+    selector.steps, selector.task = [], Classification()
+    nets = torch.nn.ModuleDict(
+        {
+            "vae": MLPVAE(1, 2, 4, decoder_dims=1),
+            "classifier": torch.nn.Linear(1, 2),
+            "discriminator": Discriminator(2, 4, linear_layers=5),
+        }
+    )
+    labeled, candidates = torch.arange(8.0)[:, None], 100 + torch.arange(8.0)[:, None]
+    states = candidates[:, 0] / 1000  # each candidate's state names it
+    torch.manual_seed(0)
+    selector.train_adversary(nets, labeled, torch.zeros(8, dtype=torch.long), candidates, states)
+    assert [kind for kind, *_ in selector.steps] == ["generator", "generator", "d"] * 4
+    (_, first_l, first_u, _), (_, last_l, last_u, _), (_, d_l, d_u, d_states) = selector.steps[:3]
+    assert torch.equal(d_states, d_u[:, 0] / 1000)
+    assert not torch.equal(first_l, last_l) and not torch.equal(first_u, last_u)
+    same = torch.equal(last_l, d_l) and torch.equal(last_u, d_u)
     assert same == (discriminator_batch == "shared")

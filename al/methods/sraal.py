@@ -20,8 +20,16 @@ from torch import nn
 
 from al.errors import ConfigError
 from al.methods.selector import SelectionRequest, Selector, collect
-from al.methods.vaal import shuffled_batches
-from al.models.vae import Discriminator, build_vae, reparameterize, vae_loss
+from al.methods.vaal import DISCRIMINATOR_BATCHES, check_choices, draws_batch, shuffled_batches
+from al.models.vae import (
+    DECODERS,
+    INITS,
+    Discriminator,
+    build_vae,
+    initialise,
+    reparameterize,
+    vae_loss,
+)
 
 VARIANCES = ("population", "unbiased")
 
@@ -56,7 +64,10 @@ class StateClassifier(nn.Module):
 class SraalSelector(Selector):
     """Weights of the generator loss as the code: `recon_weight` 5, KL β 1, `ce_weight` 5,
     `lambda_adv` 1; `vae_steps` generator steps per discriminator step; both Adam
-    learning rates ×`lr_decay` every 1/30 of the iterations; `oui_variance`.
+    learning rates ×`lr_decay` every 1/30 of the iterations; `oui_variance`;
+    `discriminator_batch` as VAAL's (`shared`: the code's); `init` of all three nets as
+    VAAL's (`code`: the code's); `decoder`, the VAE decoder's layer order (`sraal`: the
+    code's; `vaal`: VAAL's).
 
     Segmentation: a candidate's state is its pixels' mean OUI, and the classifier head learns
     which classes each labeled image holds (multi-label, the task's `sample_label_loss`)."""
@@ -83,10 +94,17 @@ class SraalSelector(Selector):
         mlp_hidden: int = 64,
         discriminator_hidden: int = 512,
         classifier_hidden: Sequence[int] = (1024, 256),
+        discriminator_batch: str = "shared",
+        init: str = "code",
+        decoder: str = "sraal",
     ) -> None:
         super().__init__()
-        if oui_variance not in VARIANCES:
-            raise ConfigError(f"oui_variance={oui_variance!r} is not one of {VARIANCES}")
+        check_choices(
+            oui_variance=(oui_variance, VARIANCES),
+            discriminator_batch=(discriminator_batch, DISCRIMINATOR_BATCHES),
+            init=(init, INITS),
+            decoder=(decoder, tuple(DECODERS)),
+        )
         if latent_dim % 2:
             raise ConfigError(f"latent_dim={latent_dim} must be even: SRAAL splits it in halves")
         self.input_shape, self.num_classes, self.latent_dim = (
@@ -99,6 +117,7 @@ class SraalSelector(Selector):
         self.batch_size, self.vae_steps, self.oui_variance = batch_size, vae_steps, oui_variance
         self.vae_sizes = {"image_size": image_size, "channels": channels, "hidden": mlp_hidden}
         self.discriminator_hidden, self.classifier_hidden = discriminator_hidden, classifier_hidden
+        self.discriminator_batch, self.init, self.decoder = discriminator_batch, init, decoder
 
     def select(
         self, module: pl.LightningModule, request: SelectionRequest
@@ -107,7 +126,9 @@ class SraalSelector(Selector):
         self.task = module.task
         device = module.device
         half = self.latent_dim // 2
-        vae = build_vae(self.input_shape, self.latent_dim, False, half, **self.vae_sizes)
+        vae = build_vae(
+            self.input_shape, self.latent_dim, False, half, self.decoder, **self.vae_sizes
+        )
         nets = nn.ModuleDict(
             {
                 "vae": vae,
@@ -116,7 +137,10 @@ class SraalSelector(Selector):
                     self.latent_dim, self.discriminator_hidden, linear_layers=5
                 ),
             }
-        ).to(device)
+        )
+        for network in nets.values():
+            initialise(network, self.init)
+        nets = nets.to(device)
         _, labeled = collect(request.labeled, vae.prepare, device)
         candidate_ids, candidates = collect(request.candidates, vae.prepare, device)
         _, states = collect(
@@ -156,7 +180,8 @@ class SraalSelector(Selector):
         candidate_batches = shuffled_batches(len(candidates), self.batch_size, labeled.device)
         for _ in range(iterations):
             for step in range(self.vae_steps + 1):
-                ids_l, ids_u = next(labeled_batches), next(candidate_batches)
+                if draws_batch(step, self.vae_steps, self.discriminator_batch):
+                    ids_l, ids_u = next(labeled_batches), next(candidate_batches)
                 if step < self.vae_steps:
                     loss = self.generator_loss(
                         nets, labeled[ids_l], labels[ids_l], candidates[ids_u]

@@ -24,10 +24,9 @@ from al.methods.selector import (
     collect,
     discriminator_metrics,
 )
-from al.models.vae import Discriminator, build_vae, vae_loss
+from al.models.vae import INITS, Discriminator, build_vae, initialise, vae_loss
 
 KL_REDUCTIONS = ("sum", "mean", "batchmean")
-INITS = ("kaiming", "default")
 DISCRIMINATOR_BATCHES = ("shared", "fresh")
 
 
@@ -37,9 +36,9 @@ class VaalSelector(Selector):
     sum (VAAL code) or mean (TA-VAAL code); the VAE's `image_size`, conv `channels`,
     `mlp_hidden` (vector data) and the discriminator's `discriminator_hidden` width and
     `discriminator_layers` linear layers (3 in both codes; TA-VAAL §4.1's toy: 2); `init`
-    of both nets (`kaiming` as both codes, or PyTorch's `default`); `discriminator_batch`:
-    `shared` (both codes: the discriminator step reuses the last VAE step's batch and its
-    U(0, 1) draw) or `fresh` (its own)."""
+    of both nets (`code`, `kaiming` or PyTorch's `default`: see `al.models.vae.initialise`);
+    `discriminator_batch`: `shared` (both codes: the discriminator step reuses the last VAE
+    step's batch and its U(0, 1) draw) or `fresh` (its own)."""
 
     tasks = ("classification", "segmentation")
 
@@ -63,19 +62,15 @@ class VaalSelector(Selector):
         mlp_hidden: int = 64,
         discriminator_hidden: int = 512,
         discriminator_layers: int = 3,
-        init: str = "kaiming",
+        init: str = "code",
         discriminator_batch: str = "shared",
     ) -> None:
         super().__init__()
-        for key, value, allowed in (
-            ("kl", kl, KL_REDUCTIONS),
-            ("init", init, INITS),
-            ("discriminator_batch", discriminator_batch, DISCRIMINATOR_BATCHES),
-        ):
-            if value not in allowed:
-                raise ConfigError(
-                    f"method.selector.{key}={value!r} is not one of {', '.join(allowed)}"
-                )
+        check_choices(
+            kl=(kl, KL_REDUCTIONS),
+            init=(init, INITS),
+            discriminator_batch=(discriminator_batch, DISCRIMINATOR_BATCHES),
+        )
         if discriminator_layers < 2:
             raise ConfigError(
                 f"discriminator_layers={discriminator_layers}: the discriminator needs at least "
@@ -101,9 +96,8 @@ class VaalSelector(Selector):
             self.rank_conditioned,
             self.discriminator_layers,
         )
-        if self.init == "kaiming":
-            vae.apply(kaiming_init)
-            discriminator.apply(kaiming_init)
+        initialise(vae, self.init)
+        initialise(discriminator, self.init)
         vae, discriminator = vae.to(module.device), discriminator.to(module.device)
         _, labeled = collect(request.labeled, vae.prepare, module.device)
         candidate_ids, candidates = collect(request.candidates, vae.prepare, module.device)
@@ -158,7 +152,7 @@ class VaalSelector(Selector):
         total = len(labeled) + len(candidates)
         for iteration in range(math.ceil(total * self.epochs_v / self.batch_size)):
             for step in range(self.vae_steps + 1):
-                if step < self.vae_steps or self.discriminator_batch == "fresh":
+                if draws_batch(step, self.vae_steps, self.discriminator_batch):
                     ids_l, ids_u = next(labeled_batches), next(candidate_batches)
                     (decode_l, judge_l), (decode_u, judge_u) = self.iteration_conditions(
                         iteration, ranks, ids_l, ids_u
@@ -223,16 +217,19 @@ class VaalSelector(Selector):
         return torch.cat(probabilities).cpu()
 
 
-def kaiming_init(layer: nn.Module) -> None:
-    """The VAAL / TA-VAAL codes' init: Kaiming-normal weights and zero biases for linear and
-    (transposed) conv layers, unit weight and zero bias for batch norm."""
-    if isinstance(layer, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
-        nn.init.kaiming_normal_(layer.weight)
-        if layer.bias is not None:
-            nn.init.zeros_(layer.bias)
-    elif isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d):
-        nn.init.ones_(layer.weight)
-        nn.init.zeros_(layer.bias)
+def check_choices(**choices: tuple[str, Sequence[str]]) -> None:
+    """Refuse `method.selector.KEY=value` where `choices[KEY]` is (value, the allowed ones) and
+    value is not among them."""
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"method.selector.{key}={value!r} is not one of {', '.join(allowed)}")
+
+
+def draws_batch(step: int, vae_steps: int, discriminator_batch: str) -> bool:
+    """Whether step `step` of an iteration (VAE steps 0 … vae_steps − 1, then the
+    discriminator's) draws a batch of its own: every VAE step does; the discriminator step only
+    with `fresh` (`shared`: it reuses the last VAE step's)."""
+    return step < vae_steps or discriminator_batch == "fresh"
 
 
 def shuffled_batches(count: int, size: int, device: torch.device) -> Iterator[torch.Tensor]:

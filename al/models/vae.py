@@ -21,6 +21,29 @@ def deconv_stage(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
+def vaal_deconv_stages(widths: Sequence[int]) -> list[nn.Module]:
+    """VAAL's decoder body (sinhasam/vaal model.py): 3 × [ConvT k4 s2 p1 → BN → ReLU]."""
+    return [m for a, b in itertools.pairwise(widths) for m in deconv_stage(a, b)]
+
+
+def sraal_deconv_stages(widths: Sequence[int]) -> list[nn.Module]:
+    """SRAAL's decoder body (Beichen1996/SRAAL model.py), VAAL's but for its first two stages:
+    ConvT → BN (no ReLU), then ConvT → ReLU → BN → ReLU, then ConvT → BN → ReLU."""
+    first, second, third, last = widths
+    return [
+        nn.ConvTranspose2d(first, second, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(second),
+        nn.ConvTranspose2d(second, third, 4, 2, 1, bias=False),
+        nn.ReLU(),
+        nn.BatchNorm2d(third),
+        nn.ReLU(),
+        *deconv_stage(third, last),
+    ]
+
+
+DECODERS = {"vaal": vaal_deconv_stages, "sraal": sraal_deconv_stages}
+
+
 class VAE(nn.Module):
     """What both VAEs share: μ and log σ² heads on `encoder`, a decoder reading the first
     `decoder_dims` latent dimensions (and the rank value when `rank_conditioned`)."""
@@ -53,8 +76,9 @@ class ConvVAE(VAE):
     """VAAL's VAE for `image_size`-px images (32 in the references; inputs of another size are
     resized to it). Encoder: 4 × [Conv k4 s2 p1 → BN → ReLU] with `channels` (128…1024),
     linear heads for μ and log σ². Decoder: Linear(d [+1] → C₄·(s/8)²) → 3 × ConvT → ConvT(k1)
-    to the input channels. With `rank_conditioned`, the decoder also gets a rank value in
-    [0, 1] (TA-VAAL: σ(r), or U(0, 1) in the first iteration)."""
+    to the input channels, the 3 ConvT stages laid out as `decoder` names (`vaal`, both VAAL
+    codes; `sraal`, SRAAL's code). With `rank_conditioned`, the decoder also gets a rank value
+    in [0, 1] (TA-VAAL: σ(r), or U(0, 1) in the first iteration)."""
 
     def __init__(
         self,
@@ -64,8 +88,11 @@ class ConvVAE(VAE):
         channels: Sequence[int] = (128, 256, 512, 1024),
         rank_conditioned: bool = False,
         decoder_dims: int | None = None,
+        decoder: str = "vaal",
     ) -> None:
         super().__init__()
+        if decoder not in DECODERS:
+            raise ConfigError(f"decoder={decoder!r} is not one of {', '.join(DECODERS)}")
         if len(channels) != 4 or image_size % 16:
             raise ConfigError(
                 f"VAE needs 4 channel widths and an image_size divisible by 16, got "
@@ -84,9 +111,8 @@ class ConvVAE(VAE):
         self.expand = nn.Linear(
             self.decoder_dims + rank_conditioned, channels[-1] * (image_size // 8) ** 2
         )
-        up = list(reversed(channels))
         self.decoder = nn.Sequential(
-            *[m for a, b in itertools.pairwise(up) for m in deconv_stage(a, b)],
+            *DECODERS[decoder](list(reversed(channels))),
             nn.ConvTranspose2d(channels[0], in_channels, 1),
         )
 
@@ -139,10 +165,12 @@ def build_vae(
     latent_dim: int,
     rank_conditioned: bool,
     decoder_dims: int | None = None,
+    decoder: str = "vaal",
     **sizes,
 ) -> nn.Module:
-    """The conv VAE for images, the MLP VAE for vectors; the decoder reads the first
-    `decoder_dims` latent dimensions (all by default; half in SRAAL)."""
+    """The conv VAE for images (its ConvT stages laid out as `decoder`), the MLP VAE for
+    vectors; the decoder reads the first `decoder_dims` latent dimensions (all by default;
+    half in SRAAL)."""
     if len(input_shape) == 3:
         channels = sizes["channels"]
         return ConvVAE(
@@ -152,6 +180,7 @@ def build_vae(
             channels,
             rank_conditioned,
             decoder_dims,
+            decoder,
         )
     hidden = sizes["hidden"]
     return MLPVAE(math.prod(input_shape), latent_dim, hidden, rank_conditioned, decoder_dims)
@@ -178,6 +207,40 @@ class Discriminator(nn.Module):
         if self.rank_conditioned:
             mu = torch.cat([mu, rank[:, None]], dim=1)
         return self.net(mu).squeeze(1)
+
+
+INITS = ("code", "kaiming", "default")
+CODE_INITIALISED = (nn.Linear, nn.Conv2d)  # what the codes' kaiming_init matches
+KAIMING_INITIALISED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+
+
+def kaiming_init(layer: nn.Module, weighted: tuple[type[nn.Module], ...]) -> None:
+    """Kaiming-normal weights and zero biases for the `weighted` layer types, unit weights and
+    zero biases for batch norm; other layers untouched."""
+    if isinstance(layer, weighted):
+        nn.init.kaiming_normal_(layer.weight)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+    elif isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d):
+        nn.init.ones_(layer.weight)
+        nn.init.zeros_(layer.bias)
+
+
+def initialise(network: nn.Module, init: str) -> None:
+    """Weight init of a VAE, discriminator or classifier (the papers do not say which).
+    `code`: the VAAL, TA-VAAL and SRAAL codes' `weight_init` as it acts — their `kaiming_init`
+    matches Linear and Conv2d (Kaiming-normal weights, zero biases) and batch norm, not
+    ConvTranspose2d, and the VAE's `weight_init` hands it the names "fc_mu" and "fc_logvar",
+    not the layers: every ConvTranspose2d and the μ and log σ² heads keep PyTorch's default.
+    `kaiming`: every linear and (transposed) conv layer, the heads included. `default`:
+    PyTorch's everywhere."""
+    if init == "default":
+        return
+    code = init == "code"
+    skipped = [network.mu, network.logvar] if code and isinstance(network, VAE) else []
+    for layer in network.modules():
+        if not any(layer is head for head in skipped):
+            kaiming_init(layer, CODE_INITIALISED if code else KAIMING_INITIALISED)
 
 
 def vae_loss(

@@ -1,4 +1,5 @@
-"""Pair losses against hand-computed values; the backbone is cut off after the detach epoch."""
+"""Pair losses against hand-computed values; the module learns a known loss ranking; the
+backbone is cut off after the detach epoch."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from al.errors import ConfigError
 from al.methods.classifier import ClassifierModule
@@ -57,6 +59,49 @@ def test_module_maps_stage_outputs_to_one_loss_per_sample():
     stages = [torch.randn(3, 4, 5, 5), torch.randn(3, 6)]
     assert module(stages).shape == (3,)
     assert module.out.in_features == 256
+
+
+def constructed_stage_outputs(count: int, seed: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """A 4-channel 3×3 map and a 6-d vector per sample, and a loss known to rise with the
+    map's channel-0 mean and fall with the vector's entry 2."""
+    generator = torch.Generator().manual_seed(seed)
+    stages = [
+        torch.randn(count, 4, 3, 3, generator=generator),
+        torch.randn(count, 6, generator=generator),
+    ]
+    loss = F.softplus(3 * stages[0][:, 0].mean((1, 2)) - stages[1][:, 2])
+    return stages, loss
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's ρ (no ties): the correlation of the ranks."""
+    ranks = torch.stack([a.argsort().argsort(), b.argsort().argsort()]).float()
+    return torch.corrcoef(ranks)[0, 1].item()
+
+
+def trained_on_pairs(pair_loss, stages: list[torch.Tensor], loss: torch.Tensor, epochs: int):
+    """A module trained by `pair_loss` on shuffled batches of 32, each paired with itself
+    flipped, as the task learner's loop trains it."""
+    torch.manual_seed(0)
+    module = LossPredictionModule([4, 6], hidden=128)
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-2)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(loss)).split(32):
+            optimizer.zero_grad()
+            pair_loss(module([s[batch] for s in stages]), loss[batch]).backward()
+            optimizer.step()
+    return module
+
+
+@pytest.mark.parametrize(
+    "pair_loss", [hinge_pair_loss, ranking_pair_loss], ids=["hinge", "ranking"]
+)
+def test_module_ranks_held_out_samples_by_their_known_loss(pair_loss):
+    """Taught on 512 samples, the module orders 256 others as their true losses do."""
+    module = trained_on_pairs(pair_loss, *constructed_stage_outputs(512, seed=1), epochs=10)
+    held_out, true_loss = constructed_stage_outputs(256, seed=2)
+    with torch.no_grad():
+        assert rank_correlation(module(held_out), true_loss) > 0.9
 
 
 def test_joint_training_ends_at_the_switch_epoch_or_fraction():

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from al.budget import Budget
-from al.data.datamodule import check_device_augmentation
+from al.data.datamodule import ALDataModule, check_device_augmentation
 from al.errors import ConfigError
+from al.options import check_options, check_target_options
 
 EVAL_MODELS = ("last", "best_val")
+# The groups built from a `_target_`: each option is checked against the hints of what it builds.
+BUILT_GROUPS = ("method.module", "method.selector", "model", "optimizer", "scheduler", "trainer")
 
 
 def check_config(cfg: DictConfig) -> Budget:
@@ -34,7 +37,17 @@ def check_config(cfg: DictConfig) -> Budget:
         check_integer(
             "trainer.max_epochs", max_epochs, minimum=1, example="10 (train at least one epoch)"
         )
+    check_built_options(cfg)
     return Budget(**cfg.budget)
+
+
+def check_built_options(cfg: DictConfig) -> None:
+    """Every option of the built groups, and the loader's, against its type hint."""
+    for key in BUILT_GROUPS:
+        node = OmegaConf.select(cfg, key)
+        if node is not None:
+            check_target_options(node, key)
+    check_options(cfg.loader, "loader", ALDataModule)
 
 
 def check_integer(key: str, value: Any, minimum: int, example: str) -> None:

@@ -36,6 +36,7 @@ from al.methods.selector import Selection, SelectionRequest, Selector
 from al.pool import Pool, stage_rng
 from al.progress import EpochProgressCallback, stage_progress
 from al.results import plot_curve, print_pick_classes, print_table, stage_record
+from al.runtime import signals
 from al.sinks import EpochMetricsCallback, Sink
 from al.store import RunStore, best_effort
 from al.synthetic import SyntheticPairs, synthesize_picks
@@ -73,7 +74,7 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
     module = build_module(cfg, data.num_classes)  # the method's constructors check its options
     refuse_distributed_for(module, cfg.trainer, cfg.method.name)
     selector: Selector = build(cfg.method.selector)
-    selector.check_module(module)
+    check_selector(selector, module, cfg.method.name)
     check_stopping_rule(budget, selector, cfg.method.name)
     with RunDirectoryLock(run_dir) if is_global_zero() else nullcontext():
         store = RunStore(run_dir)
@@ -96,6 +97,14 @@ def check_task(cfg: DictConfig, task: Task, budget: Budget) -> None:
             f"budget.initial_classes needs one class label per sample; {task.name} samples have "
             "many: set budget.initial_classes=null"
         )
+
+
+def check_selector(selector: Selector, module: pl.LightningModule, method: str) -> None:
+    """The selector's refusal of the module, if any, as one line naming the method."""
+    try:
+        selector.check_module(module)
+    except ConfigError as error:
+        raise ConfigError(f"method={method}: {error}") from None
 
 
 def check_stopping_rule(budget: Budget, selector: Selector, method: str) -> None:
@@ -139,6 +148,7 @@ def run_stages(cfg: DictConfig, data: ALData, budget: Budget, store: RunStore) -
                 finished = StageState(pool, synthetic, records)
                 records.append(finish_stage(store, data, finished, budget, stage, outcome, cfg))
                 model_state = outcome.model_state
+                signals.enter("logging")
                 with best_effort(f"the {type(sink).__name__} log"):
                     sink.log_stage(records[-1])
                 with best_effort("curve.png"):
@@ -193,6 +203,7 @@ def resume_or_start(
     synthetic = SyntheticPairs()
     if snapshot is None:
         settings = KCenterSettings(**cfg.kcenter_init)
+        signals.enter("choosing the initial pool")
         indices = initial_indices(
             budget.initial_strategy,
             data,
@@ -245,6 +256,7 @@ def run_stage(
     ]
     trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks)
     start = time.perf_counter()
+    signals.enter("training", stage)
     try:
         trainer.fit(module, datamodule=datamodule)
     except NonFiniteLossError as error:
@@ -255,6 +267,7 @@ def run_stage(
             f"stage {stage}: training ended before it started (trainer.max_epochs="
             f"{cfg.trainer.get('max_epochs')}), so nothing was selected; train at least one epoch"
         )
+    signals.enter("testing")
     test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     keep_weights = not cfg.reinit_each_stage
     return StageOutcome(
@@ -330,11 +343,9 @@ def finish_stage(
     picks = outcome.selection.indices.numpy()
     pool.label(picks, stage=stage + 1)
     batch_size = cfg.loader.eval_batch_size
+    signals.enter("synthesis")
     synthesize_picks(outcome.module, data, picks, state.synthetic, stage + 1, batch_size)
     check_same_pool(outcome.strategy, pool.labelled_at, stage)
-    picked_labels = data.task.pick_labels(data.pool_targets, picks)
-    store.save_picks(stage, picks, outcome.selection.scores.numpy(), picked_labels)
-    store.save_diagnostics(stage, outcome.selection.diagnostics)
     record = stage_record(
         stage,
         len(labeled),
@@ -351,13 +362,18 @@ def finish_stage(
     reason = budget.stop_reason(record)
     if reason is not None:
         record["stopped"] = reason
-    store.save_stage(
-        stage,
-        pool.labelled_at,
-        [*records, record],
-        outcome.model_state,
-        state.synthetic.state_dict(),
-    )
+    signals.enter("saving")
+    with signals.deferred():  # the stage's files are written whole, or the stage is redone
+        picked_labels = data.task.pick_labels(data.pool_targets, picks)
+        store.save_picks(stage, picks, outcome.selection.scores.numpy(), picked_labels)
+        store.save_diagnostics(stage, outcome.selection.diagnostics)
+        store.save_stage(
+            stage,
+            pool.labelled_at,
+            [*records, record],
+            outcome.model_state,
+            state.synthetic.state_dict(),
+        )
     return record
 
 

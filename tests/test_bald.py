@@ -21,9 +21,7 @@ from al.models.mlp import MLP
 
 from conftest import compose_config, train_command
 
-REFUSAL = (
-    r"method=bald samples MC dropout, but the model has no dropout layer: set model\.dropout=0\.5"
-)
+REFUSAL = r"MC dropout needs a dropout layer, and the model has none: set model\.dropout=0\.5"
 
 # (T=2 passes, B=3 samples, C=2 classes):
 #   sample 0: the passes disagree completely  → BALD = ln 2, max entropy = ln 2
@@ -137,5 +135,5 @@ def test_a_run_without_model_dropout_stops_before_training(tiny_config, tmp_path
 def test_the_refusal_is_one_line_naming_the_fix(tmp_path):
     done = train_command(tmp_path, "method=bald")
     assert done.returncode == 2
-    assert done.stderr.startswith("Error: method=bald samples MC dropout")
+    assert done.stderr.startswith("Error: method=bald: MC dropout needs a dropout layer")
     assert "model.dropout=0.5" in done.stderr and len(done.stderr.splitlines()) == 1

@@ -34,6 +34,19 @@ BAD_INPUTS = {
     "trainer.max_epochs=0": "trainer.max_epochs=0 must be a positive integer",
     "dataset.pool_size=7": "dataset 'digits' declares pool_size=7 (the data has 1297)",
     "loss_prediction.schedule=later": "loss_prediction.schedule='later' is not one of",
+    "optimizer.lr=abc": "optimizer.lr='abc' must be a number: e.g. optimizer.lr=0.001",
+    "optimizer.weight_decay=high": "optimizer.weight_decay='high' must be a number",
+    "method=coreset method.selector.chunk=0": (
+        "method.selector.chunk=0 must be an integer ≥ 1: e.g. method.selector.chunk=512"
+    ),
+    "method=batchbald": "method=batchbald: MC dropout needs a dropout layer, and the model has",
+    "method=bgadl": "method=bgadl: MC dropout needs a dropout layer, and the model has none",
+    "+trainer.precision=17": "trainer.precision=17 must be one of 64, 32, 16, 'transformer-engine'",
+    "trainer.max_epochs=abc": "trainer.max_epochs='abc' must be a positive integer",
+    "loader.num_workers=-1": "loader.num_workers=-1 must be an integer ≥ 0: e.g. loader",
+    "budget.initial_strategy=best": "budget.initial_strategy='best' is not one of",
+    "seed=abc": "seed='abc' must be an integer ≥ 0: e.g. seed=0",
+    "model.dropout=abc": "model.dropout='abc' must be a number",
 }
 
 
@@ -43,7 +56,7 @@ def test_bad_values_are_refused_naming_key_and_fix_and_change_nothing(tmp_path):
     for override, message in BAD_INPUTS.items():
         for run_dir in (tmp_path / "done", tmp_path / "fresh"):
             with pytest.raises(UserError) as error:
-                run(compose_config(*TINY, override), run_dir)
+                run(compose_config(*TINY, *override.split()), run_dir)
             assert message in str(error.value), override
         assert contents(tmp_path / "done") == before, override
         assert not (tmp_path / "fresh").exists(), override

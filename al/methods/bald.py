@@ -139,7 +139,7 @@ def mc_dropout_layers(module: pl.LightningModule) -> list[torch.nn.Module]:
     layers = dropout_layers(module)
     if not layers:
         raise ConfigError(
-            "method=bald samples MC dropout, but the model has no dropout layer: set "
-            "model.dropout=0.5, for every method it is compared with, so their task learners match"
+            "MC dropout needs a dropout layer, and the model has none: set model.dropout=0.5, "
+            "for every method it is compared with, so their task learners match"
         )
     return layers

@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from al.methods.selector import SelectionRequest, Selector, TieBreak, collect
+from al.options import PositiveInt
 
 # Distances below this fraction of ‖a‖² + max‖b‖² are re-checked by explicit differences:
 # above it, float64's cancellation error is far below float32's resolution.
@@ -146,7 +147,7 @@ class CoresetSelector(Selector):
 
     tasks = ("classification", "segmentation")
 
-    def __init__(self, chunk: int = 512) -> None:
+    def __init__(self, chunk: PositiveInt = 512) -> None:
         super().__init__()
         self.chunk = chunk
 

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from al.runtime import signals
+
 
 @dataclass
 class SelectionRequest:
@@ -150,8 +152,9 @@ class Selector(pl.Callback):
         self.ties = TieBreak(0)
 
     def check_module(self, module: pl.LightningModule) -> None:
-        """Refuse (ConfigError) a task module this selector cannot score; the loop asks before
-        the run writes anything. Any module will do by default."""
+        """Refuse (ConfigError: what is wrong and the fix; the loop names the method before it) a
+        task module this selector cannot score; the loop asks before the run writes anything.
+        Any module will do by default."""
 
     def request(self, request: SelectionRequest) -> None:
         self._request = request
@@ -163,6 +166,7 @@ class Selector(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._request is None:
             return
+        signals.enter("selection")
         start = time.perf_counter()
         was_training = pl_module.training
         pl_module.eval()

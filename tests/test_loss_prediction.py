@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from al.errors import ConfigError
+from al.lpm_check import ranking_summary
 from al.methods.classifier import ClassifierModule
 from al.models.backbone import BackboneOutput
 from al.models.loss_prediction import (
@@ -102,6 +104,24 @@ def test_module_ranks_held_out_samples_by_their_known_loss(pair_loss):
     held_out, true_loss = constructed_stage_outputs(256, seed=2)
     with torch.no_grad():
         assert rank_correlation(module(held_out), true_loss) > 0.9
+
+
+def test_ranking_summary_by_hand():
+    """al.lpm_check's report: a score in the true losses' order gives ρ = 1 overall and within
+    each class, and its top 2 are samples 1 and 2 (both class 1, true losses 4 and 3)."""
+    score = np.array([0.1, 0.9, 0.5, 0.3])
+    true_loss, labels = np.array([1.0, 4.0, 3.0, 2.0]), np.array([0, 1, 1, 0])
+    summary = ranking_summary(score, true_loss, labels, query=2, classes=3)
+    assert summary == {
+        "rho": pytest.approx(1.0),
+        "rho_within_class": pytest.approx(1.0),
+        "picks_by_class": [0, 2, 0],
+        "picks_true_loss": 3.5,
+        "all_true_loss": 2.5,
+    }
+    reversed_summary = ranking_summary(-score, true_loss, labels, query=2, classes=3)
+    assert reversed_summary["rho"] == pytest.approx(-1.0)
+    assert reversed_summary["picks_by_class"] == [2, 0, 0]
 
 
 def test_joint_training_ends_at_the_switch_epoch_or_fraction():

@@ -106,7 +106,8 @@ def check(run_dir: Path, stage: int) -> list[str]:
     cfg = OmegaConf.load(run_dir / "state" / "config.yaml")
     if not cfg.method.module.get("train_loss_prediction"):
         raise ConfigError(
-            f"{run_dir} ran {cfg.method.name}, which trains no loss prediction module"
+            f"{run_dir} ran {cfg.method.name}, which trains no loss prediction module: check "
+            "a run of learning_loss, learning_loss_v2, ta_vaal or one with lpm_on_all_methods=true"
         )
     data = build_data(cfg.dataset)
     module, _, pool = retrain_stage(cfg, data, run_dir, stage)

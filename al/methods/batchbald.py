@@ -41,6 +41,10 @@ FLOAT_BYTES = 4
 # positive and p log p is log then multiply (xlogy, which handles 0, ran 4× slower than both
 # together); p log p moves by under 1e-27 per term.
 PROBABILITY_FLOOR = 1e-30
+# Lazy greedy scores its candidates in rounds of about this many predictive entries (C × M per
+# candidate; 8 MB): a round of one 128 MB tile (167 candidates at 10 classes × 10,000
+# configurations) took 0.8 ms a candidate, its fresh buffers paged in, against 0.36 at 16 MB.
+LAZY_ROUND_ENTRIES = 2**21
 
 
 @dataclass
@@ -77,6 +81,14 @@ class Configurations:
         return -torch.where(weights > 0, weights * self.log_marginals(), 0.0).sum()
 
 
+def draw_classes(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One class per row of `weights` (M × C, non-negative, unnormalised), by inverse CDF:
+    torch.multinomial drew 10,000 rows of 100 classes 15× slower."""
+    cdf = weights.cumsum(1)
+    uniform = torch.rand(len(cdf), 1, generator=generator, device=cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, uniform, right=True).squeeze(1).clamp_max(cdf.shape[1] - 1)
+
+
 def extend(
     configs: Configurations,
     probs: torch.Tensor,
@@ -90,13 +102,12 @@ def extend(
     if samples is None:
         joint = configs.log_joint[:, :, None] + log_probs[:, None, :]
         return Configurations(joint.reshape(len(joint), -1))
-    if configs.sampled:
-        parents = torch.arange(configs.log_joint.shape[1], device=probs.device)
-    else:
+    log_joint, posteriors = configs.log_joint, configs.pass_posteriors()
+    if not configs.sampled:
         parents = torch.multinomial(configs.weights(), samples, True, generator=generator)
-    predictive = configs.pass_posteriors()[:, parents].T @ probs
-    labels = torch.multinomial(predictive, 1, generator=generator).squeeze(1)
-    return Configurations(configs.log_joint[:, parents] + log_probs[:, labels], sampled=True)
+        log_joint, posteriors = log_joint[:, parents], posteriors[:, parents]
+    labels = draw_classes(posteriors.T @ probs, generator)
+    return Configurations(log_joint + log_probs[:, labels], sampled=True)
 
 
 def tile_shape(
@@ -183,12 +194,12 @@ def lazy_gains(
     """The gains of the available candidates that could still be the largest, −inf for the
     rest: a candidate's gain only shrinks as the batch grows (a_BatchBALD is submodular,
     Kirsch et al. §3.1), so its last gain (`bounds`, updated here) bounds it. Candidates are
-    scored by descending bound, one tile of candidates at a time, until the next bound is below
-    the best gain found (Minoux's accelerated greedy, 1978)."""
+    scored by descending bound, a round of candidates at a time, until the next bound is below
+    the best gain found (Minoux's accelerated greedy, 1978), `LAZY_ROUND_ENTRIES` at a time."""
     gains = torch.full_like(bounds, -math.inf)
     order = torch.argsort(bounds.masked_fill(~available, -math.inf), descending=True, stable=True)
     order = order[: int(available.sum())]
-    block, _ = tile_shape(len(order), probs.shape[2], configs.log_joint.shape[1], memory_bytes)
+    block = max(1, LAZY_ROUND_ENTRIES // (probs.shape[2] * configs.log_joint.shape[1]))
     best = -math.inf
     for start in range(0, len(order), block):
         positions = order[start : start + block]

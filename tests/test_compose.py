@@ -211,3 +211,12 @@ def test_the_default_model_is_the_datasets_own(dataset, backbone):
         assert model.stem[0].kernel_size == (7, 7)
         assert (cfg.method.selector.latent_dim, cfg.loss_prediction.eta) == (128, 0.2)
         assert (cfg.budget.initial, cfg.budget.query, cfg.loader.batch_size) == (1000, 500, 16)
+
+
+def test_the_small_datasets_share_one_cpu_sized_vae_file():
+    """conf/tuning/shared/cpu_vae.yaml holds the values once; the pairs' files name it."""
+    for method in ("vaal", "ta_vaal", "sraal"):
+        for dataset in ("digits", "shapes_seg"):
+            selector = compose_config(f"method={method}", f"dataset={dataset}").method.selector
+            assert (list(selector.channels), selector.epochs_v) == ([16, 32, 32, 64], 10)
+    assert compose_config("method=vaal", "dataset=cifar10").method.selector.epochs_v == 100

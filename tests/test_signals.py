@@ -17,13 +17,20 @@ from al.runtime import signals
 from conftest import FASTER, ROOT, TINY, read_results, without_timings
 
 STAGES = [*TINY, "budget.stages=2", "trainer.max_epochs=2", "budget.subset=100"]
+SELECTION = "al.methods.selector:Selector.score_loader"  # the default method's scoring
 
 
 def run_train(run_dir: Path, *overrides: str, stop_at: str = "", stop_signal: str = "SIGTERM"):
     """`python -m al.train` (through tests/stop_run.py when `stop_at` names a function to stop
     in), waited for."""
     script = [str(ROOT / "tests" / "stop_run.py")] if stop_at else ["-m", "al.train"]
-    env = {**os.environ, "WANDB_MODE": "offline", "STOP_AT": stop_at, "STOP_SIGNAL": stop_signal}
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "OMP_NUM_THREADS": "1",
+        "STOP_AT": stop_at,
+        "STOP_SIGNAL": stop_signal,
+    }
     return subprocess.run(
         [sys.executable, *script, *STAGES, *overrides, f"hydra.run.dir={run_dir}"],
         cwd=ROOT,
@@ -100,19 +107,25 @@ def test_sigint_stops_training_with_status_130(tmp_path):
     )
 
 
-def test_a_signal_inside_deferred_waits_for_the_block():
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, signals._stop)
+def test_a_signal_inside_deferred_waits_for_the_block_and_later_ones_are_ignored(monkeypatch):
+    previous = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))
     try:
+        signal.signal(signal.SIGTERM, signals._stop)
         done = []
         with pytest.raises(signals.RunStopped) as stop, signals.deferred():
             os.kill(os.getpid(), signal.SIGTERM)
             done.append("written")
         assert done == ["written"] and stop.value.exit_status == 143
-        with pytest.raises(signals.RunStopped):
-            os.kill(os.getpid(), signal.SIGTERM)  # outside: at once
+        os.kill(os.getpid(), signal.SIGTERM)  # while the run unwinds: ignored
+        monkeypatch.setattr(signals, "_stopping", False)  # a new run
+        signal.signal(signal.SIGINT, signals._stop)
+        with pytest.raises(signals.RunStopped) as stop:
+            os.kill(os.getpid(), signal.SIGINT)  # outside a deferred block: at once
+        assert stop.value.exit_status == 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+        monkeypatch.setattr(signals, "_stopping", False)
 
 
 def test_a_sigterm_handler_already_in_place_is_kept():
@@ -130,3 +143,23 @@ def test_a_sigterm_handler_already_in_place_is_kept():
     finally:
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
+
+
+@pytest.mark.slow
+def test_sigterm_to_rank_zero_of_a_ddp_run_during_selection_stops_every_rank(tmp_path):
+    ddp = ["trainer=ddp", "trainer.devices=2", "logger=csv"]
+    stopped = run_train(tmp_path / "stopped", *ddp, stop_at=SELECTION)
+    assert stopped.returncode == 143, stopped.stderr
+    assert stopped.stderr.endswith(
+        "Stopped by SIGTERM during stage 0 (selection): rerun the same command to resume after "
+        "the last finished stage\n"
+    )
+    assert "Traceback" not in stopped.stderr
+    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert left.stdout == "", "every rank has exited"
+    resumed = run_train(tmp_path / "stopped", *ddp)
+    whole = run_train(tmp_path / "whole", *ddp)
+    assert resumed.returncode == whole.returncode == 0, resumed.stderr[-2000:]
+    assert without_timings(read_results(tmp_path / "stopped")) == without_timings(
+        read_results(tmp_path / "whole")
+    )

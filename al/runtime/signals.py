@@ -51,6 +51,7 @@ WHERE = Whereabouts()
 _deferred: list[int] = []  # signals held while a write finishes
 _deferring = False
 _installed = False
+_stopping = False
 
 
 def install() -> None:
@@ -73,10 +74,21 @@ def _restore_defaults() -> None:
 
 
 def _stop(signum: int, _frame: FrameType | None) -> None:
+    if _stopping:
+        return
     if _deferring:
         _deferred.append(signum)
         return
-    raise RunStopped(signum)
+    raise stopping(signum)
+
+
+def stopping(signum: int) -> RunStopped:
+    """The stop to raise; later signals are ignored while the run unwinds (a second one, say
+    the copy DDP ranks get from both Lightning and `signal_children`, would otherwise land in
+    its cleanup; SIGKILL still ends a run stuck there)."""
+    global _stopping
+    _stopping = True
+    return RunStopped(signum)
 
 
 def enter(phase: str, stage: int | None = None) -> None:
@@ -99,7 +111,7 @@ def deferred() -> Iterator[None]:
     if not outer and _deferred:
         signum = _deferred[0]
         _deferred.clear()
-        raise RunStopped(signum)
+        raise stopping(signum)
 
 
 @contextmanager

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from al.bench import selection
 from al.bench.__main__ import SUITES, main
 from al.bench.kcenter import exact_nearest, floor_k_center, reference_k_center
+from al.bench.pools import in_memory_inputs
+from al.bench.settings import Settings
 from al.methods.coreset import k_center_greedy
 from al.methods.selector import TieBreak
 
@@ -41,6 +44,30 @@ def test_every_suite_runs_quick_and_writes_ratios_with_spreads(tmp_path, monkeyp
     names = " ".join(figure["name"] for figure in figures)
     assert "Core-set / floor" in names and "reference / Core-set" in names
     assert all("picks identical" in f["note"] for f in figures if "Core-set / floor" in f["name"])
+
+
+def test_batchbald_is_benched_at_10_and_100_classes(monkeypatch):
+    """Its 100-class row runs a 100-class module (the class count is the model's config, not
+    only build_module's argument), named and noted as such."""
+    modules = []
+    figure_of = selection.selector_figure
+
+    def spy(settings, module, *args, **kwargs):
+        modules.append(module)
+        return figure_of(settings, module, *args, **kwargs)
+
+    monkeypatch.setattr(selection, "selector_figure", spy)
+    settings = Settings(quick=True, repeats=1, device=torch.device("cpu"), threads=1)
+    figures = [
+        selection.method_figure(settings, "batchbald", in_memory_inputs(40), 20, 3, classes)
+        for classes in selection.METHOD_CLASSES["batchbald"]
+    ]
+    assert [module.backbone.classifier.out_features for module in modules] == [10, 100]
+    assert [figure.name for figure in figures] == [
+        "method=batchbald: 20 candidates, 3 picks",
+        "method=batchbald (100 classes): 20 candidates, 3 picks",
+    ]
+    assert figures[1].note == "model.num_classes=100 model.dropout=0.5"
 
 
 def constructed_case() -> tuple[torch.Tensor, torch.Tensor, list[int]]:

@@ -1,7 +1,7 @@
 """`selection`: selectors' seconds to score candidates against a bare forward pass over the
 same loader — the single-pass scores at 1k / 10k / 100k, every method of `conf/method/` with
-its own task module and selector at 1k / 10k — and Core-set's k-center against its reference
-and floor."""
+its own task module and selector at 1k / 10k (BatchBALD at 10 and 100 classes) — and Core-set's
+k-center against its reference and floor."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from al.bench.kcenter_figures import kcenter_figures
 from al.bench.overhead import stage_config
 from al.bench.pools import in_memory_inputs, request_for, task_module
 from al.bench.settings import Settings
+from al.data.base import TensorInputs
 from al.errors import build
 from al.loop import build_module
 from al.methods.coreset import CoresetSelector
@@ -27,7 +28,7 @@ from al.toy import CONF_DIR
 # What a method is benched with beyond its defaults, and why. MC-dropout selectors need a model
 # with dropout. The VAE-based selectors train their VAE (and discriminator) for `epochs_v`
 # epochs inside selection: 100 by default, benched at 1, so their row is one epoch plus the
-# scoring. BatchBALD's greedy joint entropy grows with the picks: 10 instead of 100.
+# scoring.
 METHOD_OVERRIDES = {
     "bald": ("model.dropout=0.5",),
     "batchbald": ("model.dropout=0.5",),
@@ -36,7 +37,9 @@ METHOD_OVERRIDES = {
     "ta_vaal": ("method.selector.epochs_v=1",),
     "sraal": ("method.selector.epochs_v=1",),
 }
-METHOD_PICKS = {"batchbald": 10}
+# Class counts a method is benched at beyond 10: BatchBALD's joint entropies grow with C (its
+# configurations are exact while C^n ≤ samples, then `samples` of C classes each).
+METHOD_CLASSES = {"batchbald": (10, 100)}
 
 SELECTORS = {
     "entropy": EntropySelector,
@@ -106,32 +109,40 @@ def selector_figures(settings: Settings) -> list[Figure]:
     return figures
 
 
+def method_figure(
+    settings: Settings, method: str, inputs: TensorInputs, labeled: int, query: int, classes: int
+) -> Figure:
+    """`method`'s own (untrained) task module for `classes` classes and its selector, built
+    from its config with `METHOD_OVERRIDES`, timed `heavy_repeats` times."""
+    overrides = METHOD_OVERRIDES.get(method, ())
+    extra = (f"method={method}", f"model.num_classes={classes}", *overrides)
+    cfg = stage_config(settings, 1, extra=extra)
+    pl.seed_everything(0, verbose=False)
+    module = build_module(cfg, num_classes=classes).to(settings.device).eval()
+    name = f"method={method}" + ("" if classes == 10 else f" ({classes} classes)")
+    noted = overrides if classes == 10 else (f"model.num_classes={classes}", *overrides)
+    return selector_figure(
+        settings,
+        module,
+        request_for(inputs, labeled, query),
+        name,
+        lambda: build(cfg.method.selector),
+        settings.heavy_repeats,
+        note=" ".join(noted),
+    )
+
+
 def method_figures(settings: Settings) -> list[Figure]:
-    """Every method's own (untrained) task module and selector, built from its config with
-    `METHOD_OVERRIDES`, on digits-sized inputs, once per size (its heavy repeats)."""
+    """Every method on digits-sized inputs, once per size and class count (10 unless
+    `METHOD_CLASSES` says otherwise)."""
     labeled, query = settings.pick(1000, 100), settings.pick(100, 20)
     methods = sorted(path.stem for path in (CONF_DIR / "method").glob("*.yaml"))
     figures = []
     for size in settings.pick((1_000, 10_000), (500,)):
         inputs = in_memory_inputs(labeled + size)
         for method in methods:
-            overrides = METHOD_OVERRIDES.get(method, ())
-            cfg = stage_config(settings, 1, extra=(f"method={method}", *overrides))
-            pl.seed_everything(0, verbose=False)
-            module = build_module(cfg, num_classes=10).to(settings.device).eval()
-            picks = min(query, METHOD_PICKS.get(method, query))
-            request = request_for(inputs, labeled, picks)
-            figures.append(
-                selector_figure(
-                    settings,
-                    module,
-                    request,
-                    f"method={method}",
-                    lambda cfg=cfg: build(cfg.method.selector),
-                    settings.heavy_repeats,
-                    note=" ".join(overrides),
-                )
-            )
+            for classes in METHOD_CLASSES.get(method, (10,)):
+                figures.append(method_figure(settings, method, inputs, labeled, query, classes))
     return figures
 
 

@@ -122,13 +122,13 @@ def tile_shape(
 
 
 def joint_entropies(
-    configs: Configurations, probs: torch.Tensor, memory_bytes: int = 2**23
+    configs: Configurations, probs: torch.Tensor, memory_bytes: int = 2**27
 ) -> torch.Tensor:
     """H(y_1..y_n, y_x) for every candidate x of MC probabilities `probs` (N × T × C):
     H(y_1..y_n) + Σ_m p(ŷ_m) H(p(y_x | ŷ_m)), over tiles of B candidates × M' configurations
-    whose predictives and their logs take `memory_bytes` together (`tile_shape`): small tiles
-    stay in cache. The tiles live in buffers allocated once: a fresh block per step fragments
-    glibc's heap past the budget."""
+    whose predictives and their logs take `memory_bytes` together (`tile_shape`). The tiles
+    live in buffers allocated once: a fresh block per step fragments glibc's heap past the
+    budget."""
     posteriors, weights = configs.pass_posteriors(), configs.weights()
     candidates, passes, classes = probs.shape
     block, width = tile_shape(candidates, classes, len(weights), memory_bytes)

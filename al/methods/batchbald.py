@@ -285,14 +285,6 @@ def consistent_dropout(layers: list[nn.Module], passes: int, seed: int) -> Itera
             layer.train(mode)
 
 
-def batchbald_dropout_layers(module: pl.LightningModule) -> list[nn.Module]:
-    """The dropout layers to sample, or BALD's refusal (naming this method) when there are none."""
-    try:
-        return mc_dropout_layers(module)
-    except ConfigError as error:
-        raise ConfigError(str(error).replace("method=bald ", "method=batchbald ", 1)) from None
-
-
 class BatchBaldSelector(BaldSelector):
     """Greedy BatchBALD over the candidates (or the `candidate_pool` of highest BALD)."""
 
@@ -319,7 +311,7 @@ class BatchBaldSelector(BaldSelector):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Refuse a model without dropout before training."""
-        batchbald_dropout_layers(pl_module)
+        mc_dropout_layers(pl_module)
 
     def request(self, request: SelectionRequest) -> None:
         if self.candidate_pool is not None and self.candidate_pool < request.query:
@@ -349,7 +341,7 @@ class BatchBaldSelector(BaldSelector):
         def passes(x: torch.Tensor) -> torch.Tensor:
             return torch.stack([F.softmax(p.float(), 1) for p in self.passes_of(module, x)], 1)
 
-        with consistent_dropout(batchbald_dropout_layers(module), self.passes, seed):
+        with consistent_dropout(mc_dropout_layers(module), self.passes, seed):
             return collect(loader, passes, module.device)
 
     def pool_positions(self, probs: torch.Tensor) -> torch.Tensor:

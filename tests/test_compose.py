@@ -12,6 +12,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import get_class, instantiate
 
 from al.budget import Budget
+from al.checks import check_built_options
 from al.errors import ConfigError, build
 from al.loop import build_data, build_module, check_task
 from al.models.cnn import SmallCNN
@@ -91,6 +92,14 @@ def one_method_per_task_module() -> list[str]:
 @pytest.mark.parametrize("method", options("method"))
 def test_every_method_composes_and_builds(method):
     built_module_forward(compose_config("dataset=digits", f"method={method}"))
+
+
+@pytest.mark.parametrize("method", options("method"))
+def test_every_method_on_every_dataset_passes_its_option_types(method):
+    """The shipped configs fit the type hints their options are checked against (on one dataset
+    of each kind: tuned, segmentation, the papers' scale, classes found at run time)."""
+    for dataset in ("digits", "shapes_seg", "cifar10", "image_folder"):
+        check_built_options(compose_config(f"dataset={dataset}", f"method={method}"))
 
 
 CLASSIFICATION_MODELS = [m for m, task in MODEL_TASKS.items() if task == "classification"]

@@ -1,7 +1,8 @@
 """ADS, Agreement-Discrepancy-Selection (Fu et al., AAAI 2021; more-methods.md §5.1): a feature
 extractor g (the backbone without its linear classifier) and two classifiers f1, f2 with
 per-class sigmoid outputs ŷ¹, ŷ² ∈ [0, 1]^C, trained on the labeled and the unlabeled samples;
-label the candidates of highest mean entropy E(u) (Eq. 3) of the two classifiers.
+label the candidates of highest mean entropy E(u) (Eq. 3) of the two classifiers — by default
+in the code's form, each classifier's outputs renormalised to sum to one (`mean_entropy`).
 
 Algorithm 1 makes full passes per epoch (epoch 0: a pass over L; then an agreement pass over U,
 a discrepancy pass over U with L, a pass over L). The datamodule serves one paired loader per

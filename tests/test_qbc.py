@@ -91,7 +91,10 @@ def small_cnn(seed: int) -> SmallCNN:
     return SmallCNN([1, 8, 8], 10)
 
 
-def committee(seed: int, members: int = 3, committee: str = "ensemble") -> CommitteeModule:
+def committee(
+    seed: int, members: int = 3, committee: str = "ensemble", member_data: str = "shared"
+) -> CommitteeModule:
+    """A committee of small CNNs; `shared` batches by default (one batch, every member)."""
     backbone = small_cnn(seed)
     return CommitteeModule(
         backbone,
@@ -100,6 +103,7 @@ def committee(seed: int, members: int = 3, committee: str = "ensemble") -> Commi
         members=members,
         committee=committee,
         member_backbone=small_cnn,
+        member_data=member_data,
     )
 
 
@@ -194,7 +198,9 @@ def trained(make_module) -> tuple[pl.LightningModule, dict]:
 
 def test_a_committee_of_one_trains_exactly_as_the_standard_classifier():
     plain, plain_metrics = trained(lambda b: ClassifierModule(b, torch.optim.Adam, 10))
-    single, single_metrics = trained(lambda b: CommitteeModule(b, torch.optim.Adam, 10, members=1))
+    single, single_metrics = trained(
+        lambda b: CommitteeModule(b, torch.optim.Adam, 10, members=1, member_data="shared")
+    )
     for (name, value), (_, member_value) in zip(
         plain.backbone.state_dict().items(), single.members[0].state_dict().items(), strict=True
     ):
@@ -297,7 +303,7 @@ def test_two_bootstrap_stages_serve_the_labeled_ids_the_committee_weighs(
         BootstrapCounts, "weights", lambda self, ids: seen.append(ids) or weights(self, ids)
     )
     records = two_stages(tiny_config, tmp_path, "bootstrap", epochs=1)
-    first, second = ({int(i) for i in ids} for ids in seen)  # one batch a stage
+    first, second = ({int(i) for i in ids.flatten()} for ids in seen)  # one batch a stage
     assert len(first) == 20 and len(second) == 30 and first < second
     assert first != set(range(20)), "global indices, not positions in the labeled set"
     assert {"test/member_acc/0", "test/member_acc/1"} <= set(records[-1])
@@ -350,8 +356,8 @@ def test_shuffled_orders_end_with_every_members_remainder_and_split_across_ranks
 
 
 def test_a_shuffled_step_trains_each_member_on_its_own_part_of_the_batch():
-    module = committee(0, members=2)
-    module.member_orders = MemberOrders(members=2, seed=0)
+    module = committee(0, members=2, member_data="shuffled")
+    assert module.member_orders == MemberOrders(2, module.member_orders.seed)
     torch.manual_seed(2)
     x, y = torch.randn(6, 1, 8, 8), torch.randint(10, (6,))
     loss = module.training_step((x, y), 0)

@@ -12,11 +12,11 @@ resample of it (query by bagging, Abe & Mamitsuka 1998), two ways:
   sees every sample, and the members differ by the noise of their weights, not by samples some
   of them never see.
 
-`member_data`: `shared` — every member trains on the same minibatches, in the same order — or
-`shuffled` — each member sees its own permutation of the labeled samples every epoch (deep
-ensembles, Lakshminarayanan et al. 2017, "random shuffling of the data points"), drawn from the
-stage's seed, the member and the epoch alone (`MemberOrders`); the training batches then hold
-one equal part per member.
+`member_data`: `shuffled` (default) — each member sees its own permutation of the labeled samples
+every epoch (deep ensembles, Lakshminarayanan et al. 2017 §2.4: "random shuffling of the data
+points"), drawn from the stage's seed, the member and the epoch alone (`MemberOrders`); the
+training batches then hold one equal part per member — or `shared` — every member trains on the
+same minibatches, in the same order.
 
 Member 0 is the backbone as built; member m > 0 is a fresh backbone of the same model config
 (`member_backbone`, a `BackboneFactory`), initialised from its own seed (from
@@ -93,7 +93,7 @@ class CommitteeModule(ClassifierModule):
         train_loss_prediction: bool = False,
         task: Task | None = None,
         member_backbone: Callable[[int], Backbone] | None = None,
-        member_data: str = "shared",
+        member_data: str = "shuffled",
     ) -> None:
         check_committee(members, committee, train_loss_prediction, member_backbone, member_data)
         super().__init__(backbone, optimizer, num_classes, scheduler, task=task)

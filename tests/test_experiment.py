@@ -30,6 +30,7 @@ RECORD_KEYS = {
     "pick_class_counts",
     "pick_entropy",
     "n_synthetic",
+    "tied_picks",
 }
 
 

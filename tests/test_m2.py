@@ -242,12 +242,12 @@ def test_distance_sums_match_the_full_matrix_in_chunks():
     [
         (["method=m2_random"], 0.1),  # the paper's α = 0.1·N
         (["+experiment=m2_vaal_fmnist"], 0.1),
-        (["+experiment=m2_short_schedule", "method=m2_entropy"], 10.0),
-        (["+experiment=sweep_digits", "method=m2_latent_diverse"], 10.0),
+        (["+experiment=m2_short_schedule", "method=m2_entropy"], 30.0),
+        (["+experiment=sweep_digits", "method=m2_latent_diverse"], 30.0),
         (["+experiment=sweep_digits", "method=m2_vaal", "m2_alpha=0.1"], 0.1),
         (["+experiment=sweep_digits", "method=m2_vaal", "method.module.alpha=5"], 5.0),
-        (["+experiment=m2_vaal_fmnist_cpu"], 10.0),
-        (["+experiment=m2_vaal_fmnist_cold_cpu"], 10.0),
+        (["+experiment=m2_vaal_fmnist_cpu"], 30.0),
+        (["+experiment=m2_vaal_fmnist_cold_cpu"], 30.0),
     ],
 )
 def test_the_short_schedule_sets_alpha_for_the_m2_methods_and_the_paper_is_one_override_away(
@@ -260,5 +260,5 @@ def test_the_short_schedule_sets_alpha_for_the_m2_methods_and_the_paper_is_one_o
 
 def test_the_sweeps_short_schedule_leaves_the_other_methods_modules_alone():
     cfg = compose_config("+experiment=sweep_digits", "method=entropy")
-    assert cfg.m2_alpha == 10.0 and "alpha" not in cfg.method.module
+    assert cfg.m2_alpha == 30.0 and "alpha" not in cfg.method.module
     assert not isinstance(build_module(cfg, cfg.dataset.num_classes), M2Module)

@@ -258,7 +258,7 @@ EXPECTED = {
     # 8 stages, 20 epochs; ours: every unlabeled image a candidate, Adam 3e-4 (Kingma et al.).
     "m2_vaal_fmnist": M2_VAAL_FMNIST,
     # Ours: the M2 methods' α for short schedules (the paper's 0.1·N needs 3,000 passes).
-    "m2_short_schedule": {"m2_alpha": 10.0},
+    "m2_short_schedule": {"m2_alpha": 30.0},
     # The slides' cold start: 500 labels of classes 2, 4, 7 (166/167/167), 64 per stage, 15
     # stages (500 → 1,396), stop when the discriminator is at chance (tolerance ours).
     "m2_vaal_fmnist_cold": M2_VAAL_COLD,

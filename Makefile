@@ -28,10 +28,10 @@ sweep: install  ## every method × seeds 0,1,2 on digits, both cores, then the c
 	mkdir -p $(SWEEP)
 	printf '%s\n' $(METHODS) | sort -r | xargs -P 2 -I METHOD \
 		sh -c '$(SWEEP_ONE)METHOD > $(SWEEP)/METHOD.log 2>&1 || { echo "METHOD failed: see $(SWEEP)/METHOD.log"; exit 255; }'
-	$(PY) -m al.plot $(SWEEP)
+	$(PY) -m al.reports.plot $(SWEEP)
 
 plot: install  ## compare every run under RUNS (default multirun/): make plot RUNS=outputs
-	$(PY) -m al.plot $(or $(RUNS),multirun)
+	$(PY) -m al.reports.plot $(or $(RUNS),multirun)
 
 lint: install
 	$(VENV)/bin/ruff check al tests

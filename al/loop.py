@@ -1,7 +1,7 @@
 """The AL stages: fit → evaluate → select → label → save, resumable after any finished stage.
 
 Under DDP every rank runs this loop; they label rank 0's picks, check that their pools agree
-after every stage, and only global rank 0 writes (see `al.distributed`).
+after every stage, and only global rank 0 writes (see `al.runtime.distributed`).
 """
 
 from __future__ import annotations
@@ -23,20 +23,20 @@ from al.best_weights import BestValidationWeights
 from al.budget import Budget
 from al.checks import check_config
 from al.data import ALData, ALDataModule, datamodule_for
-from al.distributed import (
-    check_same_pool,
-    is_global_zero,
-    refuse_distributed_for,
-    refuse_spawning_in_multirun,
-)
 from al.errors import ConfigError, NonFiniteLossError, build
 from al.initial import KCenterSettings, initial_indices
-from al.lock import RunDirectoryLock
 from al.methods.selector import Selection, SelectionRequest, Selector
 from al.pool import Pool, stage_rng
 from al.progress import EpochProgressCallback, stage_progress
 from al.results import plot_curve, print_pick_classes, print_table, stage_record
 from al.runtime import signals
+from al.runtime.distributed import (
+    check_same_pool,
+    is_global_zero,
+    refuse_distributed_for,
+    refuse_spawning_in_multirun,
+)
+from al.runtime.lock import RunDirectoryLock
 from al.sinks import EpochMetricsCallback, Sink
 from al.store import RunStore, best_effort
 from al.synthetic import SyntheticPairs, synthesize_picks

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from al.distributed import is_global_zero
+from al.runtime.distributed import is_global_zero
 
 
 def stage_progress() -> Progress:

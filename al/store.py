@@ -27,8 +27,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from al.distributed import is_global_zero
 from al.errors import DISK_FULL, ConfigError, DataError, storage_error
+from al.runtime.distributed import is_global_zero
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from al.distributed import is_global_zero
 from al.errors import build, report_user_errors
 from al.loop import run
-from al.notices import quiet_notices
-from al.requeue import shield_requeue
 from al.runtime import signals
+from al.runtime.distributed import is_global_zero
+from al.runtime.notices import quiet_notices
+from al.runtime.requeue import shield_requeue
 
 quiet_notices()
 

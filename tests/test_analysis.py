@@ -8,9 +8,9 @@ import pytest
 import torch
 from test_vaal import select_two_pools
 
-from al.analysis import discriminator_accuracy, epmcm_gaps, main, projection_samples
 from al.loop import run
 from al.methods.dast_al import log_epmcm_bound
+from al.reports.analysis import discriminator_accuracy, epmcm_gaps, main, projection_samples
 
 from conftest import FASTER
 

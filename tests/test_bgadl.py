@@ -15,7 +15,6 @@ import torch
 from fake_data import write_idx
 
 import al.loop
-from al import samples
 from al.data import PixelStats, datamodule_for
 from al.errors import ConfigError
 from al.loop import build_data, run, run_stage
@@ -29,7 +28,8 @@ from al.methods.bgadl import (
 from al.models.cnn import SmallCNN
 from al.pool import Pool
 from al.progress import stage_progress
-from al.samples import stage_pairs
+from al.reports import samples
+from al.reports.samples import stage_pairs
 from al.sinks import EpochMetricsCallback, Sink
 from al.store import RunStore
 from al.synthetic import SyntheticPairs

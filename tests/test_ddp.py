@@ -15,9 +15,9 @@ import torch
 from pytorch_lightning.strategies import SingleDeviceStrategy
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from al.distributed import check_same_pool, pool_digest, spawns_ranks
 from al.errors import ConfigError, build
 from al.methods.selector import SelectionRequest, Selector
+from al.runtime.distributed import check_same_pool, pool_digest, spawns_ranks
 from al.store import RunStore
 
 from conftest import ROOT, compose_config, read_results
@@ -151,7 +151,7 @@ def test_ranks_with_different_pools_stop_the_run_naming_the_stage():
 
 def test_identical_pools_are_logged_once_per_stage(caplog):
     labelled_at = np.array([0, -1, 1, -1])
-    with caplog.at_level(logging.INFO, logger="al.distributed"):
+    with caplog.at_level(logging.INFO, logger="al.runtime.distributed"):
         check_same_pool(GatheringStrategy(labelled_at.copy()), labelled_at, stage=1)
         check_same_pool(SingleDeviceStrategy(torch.device("cpu")), labelled_at, stage=2)
     messages = [record.getMessage() for record in caplog.records]

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from al.errors import RunDirectoryBusy
-from al.lock import RunDirectoryLock
+from al.runtime.lock import RunDirectoryLock
 
 from conftest import ROOT, read_results
 from conftest import start_train as train
@@ -41,7 +41,7 @@ def test_the_lock_of_a_killed_holder_is_taken_over(tmp_path, caplog):
         [
             sys.executable,
             "-c",
-            "import sys, time; from al.lock import RunDirectoryLock; "
+            "import sys, time; from al.runtime.lock import RunDirectoryLock; "
             "RunDirectoryLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)",
             str(tmp_path),
         ],
@@ -54,7 +54,7 @@ def test_the_lock_of_a_killed_holder_is_taken_over(tmp_path, caplog):
         RunDirectoryLock(tmp_path).acquire()
     holder.kill()
     holder.wait()
-    with caplog.at_level(logging.INFO, logger="al.lock"), RunDirectoryLock(tmp_path):
+    with caplog.at_level(logging.INFO, logger="al.runtime.lock"), RunDirectoryLock(tmp_path):
         assert (tmp_path / ".lock").read_text().split()[0] == str(os.getpid())
     assert f"taking over the lock of PID {holder.pid} " in caplog.text
 

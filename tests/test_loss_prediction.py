@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from al.errors import ConfigError
-from al.lpm_check import ranking_summary
 from al.methods.classifier import ClassifierModule
 from al.models.backbone import BackboneOutput
 from al.models.loss_prediction import (
@@ -22,6 +21,7 @@ from al.models.loss_prediction import (
     ranking_pair_loss,
 )
 from al.models.mlp import MLP
+from al.reports.lpm_check import ranking_summary
 
 # Pairs (0, 3) and (1, 2): predicted gaps 0.5 and −1; true gaps +0.8 and −1.5.
 PREDICTED = torch.tensor([0.5, 1.0, 2.0, 0.0])
@@ -107,8 +107,8 @@ def test_module_ranks_held_out_samples_by_their_known_loss(pair_loss):
 
 
 def test_ranking_summary_by_hand():
-    """al.lpm_check's report: a score in the true losses' order gives ρ = 1 overall and within
-    each class, and its top 2 are samples 1 and 2 (both class 1, true losses 4 and 3)."""
+    """al.reports.lpm_check's report: a score in the true losses' order gives ρ = 1 overall and
+    within each class, and its top 2 are samples 1 and 2 (both class 1, true losses 4 and 3)."""
     score = np.array([0.1, 0.9, 0.5, 0.3])
     true_loss, labels = np.array([1.0, 4.0, 3.0, 2.0]), np.array([0, 1, 1, 0])
     summary = ranking_summary(score, true_loss, labels, query=2, classes=3)

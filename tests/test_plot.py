@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-import al.plot
-from al.compare import (
+import al.reports.plot
+from al.reports.compare import (
     aubc,
     find_runs,
     group_curves,
@@ -47,9 +47,9 @@ BALD_DIFFERS = (
 
 
 def plot_command(runs: Path) -> subprocess.CompletedProcess:
-    """`python -m al.plot RUNS` as a user runs it."""
+    """`python -m al.reports.plot RUNS` as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "al.plot", str(runs)],
+        [sys.executable, "-m", "al.reports.plot", str(runs)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -58,9 +58,9 @@ def plot_command(runs: Path) -> subprocess.CompletedProcess:
 
 
 def plot_in_process(runs: Path, monkeypatch, capsys) -> str:
-    """`al.plot`'s main in this process (the command line itself has its own test): stdout."""
-    monkeypatch.setattr(sys, "argv", ["al.plot", str(runs)])
-    al.plot.main()
+    """`al.reports.plot`'s main in this process (the command line has its own test): stdout."""
+    monkeypatch.setattr(sys, "argv", ["al.reports.plot", str(runs)])
+    al.reports.plot.main()
     return capsys.readouterr().out
 
 

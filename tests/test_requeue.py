@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from submitit.slurm.slurm import SlurmJobEnvironment
 
-from al.requeue import requeue_ignoring_sigterm, shield_requeue
+from al.runtime.requeue import requeue_ignoring_sigterm, shield_requeue
 
 # Records its arguments, is sent SIGTERM mid-run as the cancelled step's processes are,
 # and records that it lived on.

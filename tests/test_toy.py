@@ -13,7 +13,7 @@ from al.loop import build_module
 from al.methods.selector import SelectionRequest
 from al.methods.ta_vaal import TaVaalSelector
 from al.models.loss_prediction import LossPredictionModule
-from al.toy import boundary_points, grid_over, main, pick_statistics
+from al.reports.toy import boundary_points, grid_over, main, pick_statistics
 
 from conftest import compose_config
 

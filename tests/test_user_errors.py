@@ -13,7 +13,7 @@ from lightning_fabric.plugins.environments import SLURMEnvironment
 
 from al.errors import ConfigError, DataError, NonFiniteLossError, UserError, report_user_errors
 from al.loop import build_data, run
-from al.notices import quiet_notices
+from al.runtime.notices import quiet_notices
 
 from conftest import TINY, compose_config, finished, start_train
 

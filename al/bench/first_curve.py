@@ -10,9 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from al import CONF_DIR
 from al.bench.figures import Figure, timed
 from al.bench.settings import Settings
-from al.toy import CONF_DIR
 
 QUICK = ["budget.stages=2", "trainer.max_epochs=2"]
 

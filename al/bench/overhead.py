@@ -23,13 +23,13 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from al import CONF_DIR
 from al.bench.figures import Figure, timed
 from al.bench.loader import fake_data
 from al.bench.settings import Settings
 from al.data import ALData, ALDataModule, datamodule_for
 from al.errors import build
 from al.loop import build_data, build_module
-from al.toy import CONF_DIR
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytorch_lightning as pl
 import torch
 
+from al import CONF_DIR
 from al.bench.figures import Figure, PeakMemory, timed
 from al.bench.kcenter_figures import kcenter_figures
 from al.bench.overhead import stage_config
@@ -23,7 +24,6 @@ from al.methods.entropy import EntropySelector
 from al.methods.least_confidence import LeastConfidenceSelector
 from al.methods.margin import MarginSelector
 from al.methods.selector import SelectionRequest, Selector, collect
-from al.toy import CONF_DIR
 
 # What a method is benched with beyond its defaults, and why. MC-dropout selectors need a model
 # with dropout. The VAE-based selectors train their VAE (and discriminator) for `epochs_v`

@@ -104,7 +104,7 @@ class BaldSelector(Selector):
         mc_dropout_layers(module)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """The same refusal before training, wherever a stage runs (al.analysis too)."""
+        """The same refusal before training, wherever a stage runs (al.reports.analysis too)."""
         self.check_module(pl_module)
 
     def select(

@@ -18,7 +18,7 @@ from al.methods.selector import (
 class M2VaalSelector(Selector):
     """Scores 1 − D([μ_z, y′]) with the discriminator the M2 module trained this stage, and
     reports its loss and accuracy on labeled vs candidates (the slides' argument rests on
-    them) as stage metrics; D of every sample is kept for `al.analysis`."""
+    them) as stage metrics; D of every sample is kept for `al.reports.analysis`."""
 
     reports_discriminator = True
 

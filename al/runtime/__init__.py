@@ -1,1 +1,1 @@
-"""The process around a run: signals."""
+"""The process around a run: signals, the run lock, DDP helpers, SLURM requeue, library notices."""

@@ -1,6 +1,6 @@
 """Library notices that would repeat every stage or do not apply, silenced once for every entry
-point (`al.train`, `al.toy`, `al.analysis`): a run's output is its progress, its table and
-real warnings."""
+point (`al.train`, `al.reports.toy`, `al.reports.analysis`): a run's output is its progress,
+its table and real warnings."""
 
 from __future__ import annotations
 

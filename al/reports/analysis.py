@@ -1,4 +1,4 @@
-"""`python -m al.analysis RUN_DIR`: the papers' per-stage analyses of one run.
+"""`python -m al.reports.analysis RUN_DIR`: the papers' per-stage analyses of one run.
 
 - From the diagnostics a selector saved with its picks (`picks/stage_KKK_diagnostics.npz`):
   TA-VAAL Fig. 8 — the discriminator's "labeled" likelihood of labeled vs candidate samples —
@@ -25,15 +25,11 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from al.budget import Budget
 from al.errors import ConfigError, DataError, report_user_errors
-from al.loop import build_data, run_stage
+from al.loop import build_data
 from al.methods.dast_al import log_epmcm_bound
-from al.notices import quiet_notices
-from al.pool import UNLABELED, Pool
-from al.progress import stage_progress
-from al.sinks import EpochMetricsCallback, Sink
-from al.synthetic import SyntheticPairs
+from al.reports.replay import retrain_stage, saved_picks
+from al.runtime.notices import quiet_notices
 
 SAMPLE_COUNTS = (100, 1000, 10_000, 100_000)  # DAST-AL Table 2's columns
 
@@ -97,12 +93,6 @@ def analyse_discriminators(run_dir: Path) -> list[str]:
     return lines
 
 
-def saved_picks(run_dir: Path, stage: int) -> np.ndarray:
-    """The global indices `picks/stage_KKK.csv` holds, best first."""
-    path = run_dir / "picks" / f"stage_{stage:03d}.csv"
-    return np.loadtxt(path, delimiter=",", skiprows=1, usecols=0, dtype=np.int64, ndmin=1)
-
-
 def projection_samples(
     covariance: torch.Tensor, weight: torch.Tensor, count: int, generator: torch.Generator
 ) -> torch.Tensor:
@@ -141,35 +131,6 @@ def epmcm_gaps(
         true_sum += (1 - 1 / total).sum(1)
     count = samples.shape[1]
     return bound - closed_sum / count, bound - true_sum / count
-
-
-def retrain_stage(cfg, data, run_dir: Path, stage: int) -> tuple:
-    """(module, picks, pool) of `stage`: the task module retrained exactly as the run trained it
-    (every draw derives from (seed, stage)), its picks, checked against the saved ones, and the
-    pool as it stood before them."""
-    snapshot = torch.load(run_dir / "state" / f"stage_{stage:03d}.pt", weights_only=True)
-    labelled_at = snapshot["labelled_at"].numpy()
-    pool = Pool(len(labelled_at))
-    pool.load_state_dict({"labelled_at": np.where(labelled_at <= stage, labelled_at, UNLABELED)})
-    budget = Budget(**cfg.budget).resolve(len(labelled_at))
-    epoch_logger = EpochMetricsCallback(Sink(), stage, 0)
-    synthetic = synthetic_before(snapshot.get("synthetic"), stage)
-    outcome = run_stage(
-        cfg, data, pool, budget, stage, None, epoch_logger, stage_progress(), synthetic
-    )
-    picks = outcome.selection.indices.numpy()
-    if not np.array_equal(picks, saved_picks(run_dir, stage)):
-        raise RuntimeError(f"retraining stage {stage} in {run_dir} did not reproduce its picks")
-    return outcome.module, picks, pool
-
-
-def synthetic_before(state: dict | None, stage: int) -> SyntheticPairs:
-    """The synthetic pairs stage `stage` trained on: those made by the stages before it."""
-    pairs = SyntheticPairs()
-    if state is not None:
-        kept = state["stage"] <= stage
-        pairs.load_state_dict({key: values[kept] for key, values in state.items()})
-    return pairs
 
 
 def epmcm_table(run_dir: Path, stage: int, counts: tuple[int, ...], candidates: int) -> str:

@@ -1,5 +1,5 @@
-"""`python -m al.samples RUN_DIR [--stage K]`: what a synthesising method (BGADL) made from the
-samples stage K picked — a grid of each picked x* above its synthetic x′ = g(μ(x*), y*), in
+"""`python -m al.reports.samples RUN_DIR [--stage K]`: what a synthesising method (BGADL) made
+from the samples stage K picked — a grid of each picked x* above its synthetic x′ = g(μ(x*), y*), in
 pixels, saved as `RUN_DIR/samples/stage_KKK.png`.
 
 Under `synthesis=stored` the pairs come from the run state; otherwise the stage's model is
@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from al.analysis import retrain_stage
 from al.data import ALData
 from al.errors import ConfigError, DataError, report_user_errors
 from al.loop import build_data
-from al.notices import quiet_notices
+from al.reports.replay import retrain_stage
+from al.runtime.notices import quiet_notices
 from al.store import RunStore
 
 quiet_notices()

@@ -1,4 +1,4 @@
-"""`python -m al.toy`: TA-VAAL's toy experiment (§4.1, Fig. 1) on the imbalanced two moons.
+"""`python -m al.reports.toy`: TA-VAAL's toy experiment (§4.1, Fig. 1) on the imbalanced two moons.
 
 Runs learning_loss, vaal and ta_vaal with `+experiment=ta_vaal_moons` for each seed, then for
 one stage (the 5th by default) draws the pool, that stage's picks (black crosses), the task
@@ -24,11 +24,11 @@ from hydra import compose, initialize_config_dir
 from scipy.spatial.distance import cdist, pdist
 from sklearn.svm import SVC
 
-from al.analysis import retrain_stage
+from al import CONF_DIR
 from al.loop import build_data, run
-from al.notices import quiet_notices
+from al.reports.replay import retrain_stage
+from al.runtime.notices import quiet_notices
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 METHODS = ("learning_loss", "vaal", "ta_vaal")
 GRID = 300
 

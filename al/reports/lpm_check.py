@@ -1,10 +1,12 @@
-"""`python -m al.lpm_check RUN_DIR [--stage K]`: how well a run's loss prediction module ranked
-one stage's candidates by their true loss, known after the fact from the pool's labels.
+"""`python -m al.reports.lpm_check RUN_DIR [--stage K]`: how well a run's loss prediction
+module ranked one stage's candidates by their true loss, known after the fact
+from the pool's labels.
 
 For a run of a method that trains the module (`learning_loss`, `learning_loss_v2`, `ta_vaal`),
-the stage's task module is retrained exactly (`al.analysis.retrain_stage`: its picks are checked
-against the saved ones). On that stage's candidates it prints Spearman's ρ between predicted and
-true loss (cross-entropy with the label), over all candidates and the mean within a class; the
+the stage's task module is retrained exactly (`al.reports.replay.retrain_stage`: its picks are
+checked against the saved ones). On that stage's candidates it prints Spearman's ρ between
+predicted and true loss (cross-entropy with the label), over all candidates and the mean within a
+class; the
 picks by class; the picks' mean true loss against all candidates'; the same for the entropy of
 the same model's softmax (a reference score); and ρ of a fresh module of the same shape trained
 by the hinge pair loss on the frozen stage outputs of other candidates with their true losses,
@@ -24,13 +26,13 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from scipy.stats import spearmanr
 
-from al.analysis import retrain_stage
 from al.budget import Budget
 from al.data import datamodule_for
 from al.errors import ConfigError, report_user_errors
 from al.loop import build_data
 from al.models.loss_prediction import LossPredictionModule, hinge_pair_loss
-from al.notices import quiet_notices
+from al.reports.replay import retrain_stage
+from al.runtime.notices import quiet_notices
 
 quiet_notices()
 

@@ -1,4 +1,4 @@
-"""`python -m al.plot DIR`: compare every run under DIR (a multirun dir, or several).
+"""`python -m al.reports.plot DIR`: compare every run under DIR (a multirun dir, or several).
 
 Writes to DIR/comparison/ (or --out): per dataset, its task's metric (`DATASET-acc.png`,
 `DATASET-miou.png`) against labels, mean ± std per method, the improvement over random (the
@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from al.compare import (
+from al.reports.compare import (
     BASELINE,
     Curves,
     aubc,

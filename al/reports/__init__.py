@@ -1,0 +1,1 @@
+"""Reports on finished runs: plots, comparisons, analyses, sample grids, the toy figure."""

@@ -2,16 +2,15 @@
 module ranked one stage's candidates by their true loss, known after the fact
 from the pool's labels.
 
-For a run of a method that trains the module (`learning_loss`, `learning_loss_v2`, `ta_vaal`),
-the stage's task module is retrained exactly (`al.reports.replay.retrain_stage`: its picks are
-checked against the saved ones). On that stage's candidates it prints Spearman's ρ between
-predicted and true loss (cross-entropy with the label), over all candidates and the mean within a
-class; the
-picks by class; the picks' mean true loss against all candidates'; the same for the entropy of
-the same model's softmax (a reference score); and ρ of a fresh module of the same shape trained
-by the hinge pair loss on the frozen stage outputs of other candidates with their true losses,
-from as many samples as the stage had labels and from half the candidates: the ranking the
-module's inputs allow at each training-set size.
+For a run of a method that trains the module (`learning_loss`, `learning_loss_v2`, `ta_vaal`), the
+stage's task module is retrained exactly (`al.reports.replay.retrain_stage`: its picks are checked
+against the saved ones). On that stage's candidates it prints Spearman's ρ between predicted and
+true loss (cross-entropy with the label), over all candidates and the mean within a class; the
+picks by class; the picks' mean true loss against all candidates'; the same for the entropy of the
+same model's softmax (a reference score); and ρ of a fresh module of the same shape trained by the
+hinge pair loss on the frozen stage outputs of other candidates with their true losses, from as
+many samples as the stage had labels and from half the candidates: the ranking the module's inputs
+allow at each training-set size.
 """
 
 from __future__ import annotations

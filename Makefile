@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-slow lint plot sweep clean
+.PHONY: install train test test-slow lint plot sweep docs clean
 
 install: $(STAMP)
 
@@ -42,6 +42,15 @@ test: lint  ## ruff, then the fast suite
 
 test-slow: install  ## the minutes-long end-to-end runs
 	$(PY) -m pytest -m slow $(ARGS)
+
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -e '.[dev,docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)  ## the documentation site (docs/, mkdocs.yml), built --strict into site/
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf outputs multirun/* .pytest_cache .ruff_cache

@@ -239,11 +239,10 @@ def run_stage(
     module = build_module(cfg, data.num_classes)
     if model_state is not None and not cfg.reinit_each_stage:
         module.load_state_dict(model_state)
-    wants_unlabeled = getattr(module, "unlabeled_training", None)
+    wants_unlabeled = module.unlabeled_training
     unlabeled = None if wants_unlabeled is None else (pool.unlabeled_indices, wants_unlabeled)
-    labeled_ids = getattr(module, "labeled_sample_ids", False)
     datamodule = datamodule_for(
-        data, pool.labeled_indices, unlabeled, synthetic, labeled_ids, **cfg.loader
+        data, pool.labeled_indices, unlabeled, synthetic, module.labeled_sample_ids, **cfg.loader
     )
     selector: Selector = build(cfg.method.selector)
     request = selection_request(datamodule, pool, budget, cfg.seed, stage, data)

@@ -59,7 +59,7 @@ def synthesize_picks(
     """Let a task module that stores synthetic pairs (`stores_synthetic`) make one from each
     sample just labeled, `module.synthesize(x, y)` on its test-time input and its new label;
     no other module is asked."""
-    if not getattr(module, "stores_synthetic", False):
+    if not module.stores_synthetic:
         return
     picks = np.asarray(picks, dtype=np.int64)
     labels = torch.from_numpy(data.pool_targets[picks])

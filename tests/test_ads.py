@@ -344,7 +344,7 @@ def test_the_selector_refuses_a_module_without_two_classifiers():
         device = torch.device("cpu")
 
     with pytest.raises(ConfigError, match="use method=ads"):
-        AdsSelector().score(Plain(), torch.zeros(1, 4))
+        AdsSelector().check_module(Plain())
 
 
 def test_ddp_is_refused_before_the_run_directory_is_touched(tiny_config, tmp_path):

@@ -152,7 +152,7 @@ def test_covariance_accumulates_over_the_whole_stage(covariance):
 def test_epmcm_needs_an_isda_trained_module():
     plain = ClassifierModule(MLP([2], 3), torch.optim.Adam, num_classes=3)
     with pytest.raises(ConfigError, match=r"isda\.enabled"):
-        EpmcmSelector().score(plain, torch.randn(4, 2))
+        EpmcmSelector().check_module(plain)
     scores = EpmcmSelector().score(isda_module(), torch.randn(4, 2))
     assert scores.shape == (4,) and torch.isfinite(scores).all()
     with pytest.raises(ConfigError, match=r"isda\.covariance='low_rank'"):

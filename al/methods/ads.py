@@ -40,7 +40,13 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from al.data.datamodule import UnlabeledTraining
 from al.errors import ConfigError
-from al.methods.classifier import ClassifierModule, OptimizerFactory, SchedulerFactory, check_finite
+from al.methods.module import (
+    ManualSteps,
+    OptimizerFactory,
+    SchedulerFactory,
+    TaskModule,
+    check_finite,
+)
 from al.methods.selector import Selector
 from al.models.backbone import Backbone
 from al.tasks import Task
@@ -138,7 +144,7 @@ def mean_log_probabilities(scores: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(F.logsigmoid(scores), dim=0) - math.log(2)
 
 
-class AdsModule(ClassifierModule):
+class AdsModule(ManualSteps, TaskModule):
     """g = the backbone's features (through its `dropout` slot; its own linear classifier is
     unused, as ADS removes the FC layers), f1 and f2 = two `head`s; trained per step as the
     module docstring says, on labeled and unlabeled batches (`unlabeled_batch_size`,
@@ -148,8 +154,6 @@ class AdsModule(ClassifierModule):
     discrepancy steps run at all (module docstring)."""
 
     single_device = True  # Algorithm 1: three backward passes per step
-
-    tasks = ("classification",)
 
     def __init__(
         self,
@@ -171,8 +175,8 @@ class AdsModule(ClassifierModule):
         train_loss_prediction: bool = False,
         task: Task | None = None,
     ) -> None:
-        check_options(entropy, weighting, step_optimizer, train_loss_prediction)
-        super().__init__(backbone, optimizer, num_classes, scheduler, task=task)
+        check_options(entropy, weighting, step_optimizer)
+        super().__init__(backbone, optimizer, num_classes, scheduler, task, train_loss_prediction)
         self.automatic_optimization = False
         dim = backbone.classifier.in_features
         self.heads = nn.ModuleList(
@@ -252,8 +256,7 @@ class AdsModule(ClassifierModule):
 
     def step_optimizers(self) -> tuple[LightningOptimizer, ...]:
         """The optimizers that take the labeled, the agreement and the discrepancy update."""
-        optimizers = self.optimizers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        optimizers = self.optimizer_list()
         return tuple(optimizers[role] for role in STEP_ROLES[self.step_optimizer])
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
@@ -286,13 +289,6 @@ class AdsModule(ClassifierModule):
             accuracy(scores[k - 1], y)
             self.log(f"test/classifier_acc/{k}", accuracy, batch_size=len(y))
 
-    def on_train_epoch_end(self) -> None:
-        """Manual optimisation steps the run optimizers' schedulers once per epoch."""
-        schedulers = self.lr_schedulers()
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-            if scheduler is not None:
-                scheduler.step()
-
     def configure_optimizers(self):
         """By `step_optimizer` (STEP_ROLES picks each update's): `sgd`: the configured
         optimizer over g, f1, f2 (Eq. 1), SGD over g alone (Eq. 5) and over f1, f2 alone
@@ -323,9 +319,7 @@ class AdsModule(ClassifierModule):
         return [*run, *steps], [self.scheduler_factory(optimizer) for optimizer in run]
 
 
-def check_options(
-    entropy: str, weighting: str, step_optimizer: str, train_loss_prediction: bool
-) -> None:
+def check_options(entropy: str, weighting: str, step_optimizer: str) -> None:
     if entropy not in ENTROPIES:
         raise ConfigError(f"method.module.entropy={entropy!r} is not one of paper, code")
     if weighting not in WEIGHTINGS:
@@ -334,21 +328,18 @@ def check_options(
         raise ConfigError(
             f"method.module.step_optimizer={step_optimizer!r} is not one of {', '.join(STEP_ROLES)}"
         )
-    if train_loss_prediction:
-        raise ConfigError(
-            "method=ads trains two sigmoid classifiers, not a loss prediction module: set "
-            "lpm_on_all_methods=false"
-        )
 
 
 class AdsSelector(Selector):
     """The highest mean entropy E(u) of the two classifiers first (ADS §Acquisition; the
     candidates are the budget's random `subset`, M = 10,000 as Beluch et al.)."""
 
-    def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
-        if not hasattr(module, "unlabeled_entropy"):
+    def check_module(self, module: pl.LightningModule) -> None:
+        if not isinstance(module, AdsModule):
             raise ConfigError(
                 f"AdsSelector reads the two classifiers of ADS's module, but the task module is "
                 f"{type(module).__name__}: use method=ads"
             )
+
+    def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
         return module.unlabeled_entropy(x)

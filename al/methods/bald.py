@@ -103,10 +103,6 @@ class BaldSelector(Selector):
         """Refuse a model without dropout."""
         mc_dropout_layers(module)
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """The same refusal before training, wherever a stage runs (al.reports.analysis too)."""
-        self.check_module(pl_module)
-
     def select(
         self, module: pl.LightningModule, request: SelectionRequest
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -309,10 +309,6 @@ class BatchBaldSelector(BaldSelector):
         self.lazy = lazy
         self.candidate_pool = candidate_pool
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Refuse a model without dropout before training."""
-        mc_dropout_layers(pl_module)
-
     def request(self, request: SelectionRequest) -> None:
         if self.candidate_pool is not None and self.candidate_pool < request.query:
             raise ConfigError(

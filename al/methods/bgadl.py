@@ -24,7 +24,13 @@ import torch.nn.functional as F
 
 from al.data.base import PixelStats
 from al.errors import ConfigError
-from al.methods.classifier import ClassifierModule, OptimizerFactory, SchedulerFactory, check_finite
+from al.methods.module import (
+    ManualSteps,
+    OptimizerFactory,
+    SchedulerFactory,
+    TaskModule,
+    check_finite,
+)
 from al.models.backbone import Backbone
 from al.models.vae import reparameterize
 from al.models.vae_acgan import Encoder, Generator, RealFakeDiscriminator, gan_init
@@ -71,7 +77,7 @@ def discriminator_loss(judged_real, judged_fake, judged_reconstruction) -> torch
     return real + fake + made
 
 
-class BgadlModule(ClassifierModule):
+class BgadlModule(ManualSteps, TaskModule):
     """The dropout classifier (the backbone, tested and scored by BALD) with BGADL's VAE-ACGAN.
 
     `synthesis`: `on_the_fly` (the code: every labeled x adds its reconstruction x′ to each
@@ -92,8 +98,6 @@ class BgadlModule(ClassifierModule):
     update (the code) or `reused` from G's step.
     """
 
-    tasks = ("classification",)
-
     def __init__(
         self,
         backbone: Backbone,
@@ -110,8 +114,9 @@ class BgadlModule(ClassifierModule):
         synthetic_batchnorm: str = "running",
         discriminator_fakes: str = "regenerated",
         task: Task | None = None,
+        train_loss_prediction: bool = False,
     ) -> None:
-        super().__init__(backbone, optimizer, num_classes, scheduler, task=task)
+        super().__init__(backbone, optimizer, num_classes, scheduler, task, train_loss_prediction)
         for name, value, allowed in (
             ("synthesis", synthesis, SYNTHESES),
             ("synthetic_batchnorm", synthetic_batchnorm, SYNTHETIC_BATCHNORMS),
@@ -168,9 +173,9 @@ class BgadlModule(ClassifierModule):
         return self.to_input(self.generator(self.encoder(self.to_image(x))[0], y))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
-        if self.synthesis == "none":
-            return super().training_step(batch, batch_idx)
         x, y = batch
+        if self.synthesis == "none":
+            return self.classifier_step(x, y, batch_idx)
         encoder_opt, generator_opt, real_fake_opt, classifier_opt = self.optimizers()
         real = self.to_image(x)
         z = torch.randn(len(y), self.latent_dim, device=x.device)
@@ -252,22 +257,13 @@ class BgadlModule(ClassifierModule):
         self.apply_update(d_loss + c_loss, *optimizers)
         return d_loss.detach(), c_loss.detach(), logits.detach()
 
-    def apply_update(self, loss: torch.Tensor, *optimizers) -> None:
-        """Zero the gradients of `optimizers`, backpropagate `loss`, step them alone."""
-        for optimizer in optimizers:
-            optimizer.zero_grad()
-        self.manual_backward(loss)
-        for optimizer in optimizers:
-            optimizer.step()
-
-    def on_train_epoch_end(self) -> None:
-        """Manual optimisation steps every scheduler once per epoch."""
-        if self.synthesis == "none":
-            return
-        schedulers = self.lr_schedulers()
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-            if scheduler is not None:
-                scheduler.step()
+    def classifier_step(self, x: torch.Tensor, y: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """`synthesis=none`: the standard classifier's step, cross-entropy on the labeled batch."""
+        logits = self(x)
+        loss = self.task.loss(logits, y)
+        check_finite(loss, self.current_epoch, batch_idx)
+        self.track_epoch({"ce": loss, "loss": loss}, logits, y, batch_idx)
+        return loss
 
     def configure_optimizers(self):
         """E, G and D: Adadelta with StepLR each; the classifier: the configured optimizer

@@ -43,13 +43,15 @@ class EpmcmSelector(Selector):
 
     tasks = ("classification", "segmentation")
 
-    def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
-        covariance = getattr(module, "covariance", None)
-        if covariance is None:
+    def check_module(self, module: pl.LightningModule) -> None:
+        if getattr(module, "covariance", None) is None:
             raise ConfigError(
                 "EPMCM reads the class covariance of ISDA training: set method.module.isda.enabled"
                 "=true (conf/method/dast_al.yaml does)"
             )
+
+    def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
+        covariance = module.covariance
         logits = module.backbone(x).logits.float()
         quadratic = covariance.quadratic_terms(module.backbone.classifier.weight.float())
         return module.task.reduce_log_scores(pixel_log_bounds(logits, quadratic))

@@ -25,9 +25,15 @@ import torch.nn.functional as F
 
 from al.data.datamodule import UnlabeledTraining
 from al.errors import ConfigError, DataError
-from al.methods.classifier import ClassifierModule, OptimizerFactory, SchedulerFactory, check_finite
 from al.methods.coreset import exact_distance_blocks
-from al.methods.selector import SelectionRequest, collect
+from al.methods.module import (
+    ManualSteps,
+    OptimizerFactory,
+    SchedulerFactory,
+    TaskModule,
+    check_finite,
+)
+from al.methods.selector import SelectionRequest, Selector, collect
 from al.models.backbone import Backbone
 from al.models.m2 import build_m2
 from al.models.vae import Discriminator
@@ -45,7 +51,7 @@ class AdversarySettings:
     lambda_adv: float = 1.0
 
 
-class M2Module(ClassifierModule):
+class M2Module(ManualSteps, TaskModule):
     """Trains q(y|x) (the backbone, what is tested and what score-based selectors read) with
     M2's q(z|x,y) and p(x|y,z) (`build_m2` sizes, `likelihood` gaussian or bernoulli) on
     labeled and unlabeled batches (`unlabeled_batch_size`, `epoch`: `UnlabeledTraining`);
@@ -53,8 +59,6 @@ class M2Module(ClassifierModule):
     adds M2-VAAL's discriminator, trained every step; `adversarial` adds its fooling term to
     the M2 loss (false: the slides' "classifier part only", D is trained but the M2 loss
     carries no discriminator term)."""
-
-    tasks = ("classification",)
 
     def __init__(
         self,
@@ -74,8 +78,9 @@ class M2Module(ClassifierModule):
         discriminator: Mapping | None = None,
         adversarial: bool = False,
         task: Task | None = None,
+        train_loss_prediction: bool = False,
     ) -> None:
-        super().__init__(backbone, optimizer, num_classes, scheduler, task=task)
+        super().__init__(backbone, optimizer, num_classes, scheduler, task, train_loss_prediction)
         self.automatic_optimization = False
         self.generative = build_m2(
             input_shape, num_classes, latent_dim, hidden, conv_channels, mlp_hidden, likelihood
@@ -153,8 +158,6 @@ class M2Module(ClassifierModule):
         (x_l, y_l), (x_u, _) = batch["labeled"], batch["unlabeled"]
         if batch_idx == 0 and self.current_epoch == 0:
             self.check_input_range(x_l)
-        optimizers = self.optimizers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         losses, logits_l, latents = self.m2_losses(x_l, y_l, x_u)
         loss = sum(losses.values())
         check_finite(loss, self.current_epoch, batch_idx)
@@ -162,11 +165,7 @@ class M2Module(ClassifierModule):
         if self.discriminator is not None:
             losses["discriminator"] = self.discriminator_loss(*latents)
             both = loss + losses["discriminator"]
-        for optimizer in optimizers:
-            optimizer.zero_grad()
-        self.manual_backward(both)
-        for optimizer in optimizers:
-            optimizer.step()
+        self.apply_update(both, *self.optimizer_list())
         self.track_epoch({**losses, "loss": loss}, logits_l, y_l, batch_idx)
 
     def check_input_range(self, x: torch.Tensor) -> None:
@@ -177,12 +176,6 @@ class M2Module(ClassifierModule):
                 f"likelihood=bernoulli needs inputs in [0, 1], but this dataset's lie in "
                 f"[{low:.2f}, {high:.2f}] (normalised): set method.module.likelihood=gaussian"
             )
-
-    def on_train_epoch_end(self) -> None:
-        """Manual optimisation steps the task learner's scheduler once per epoch."""
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
-            scheduler.step()
 
     def configure_optimizers(self):
         """The configured optimizer over q(y|x) and M2's networks; Adam for D."""
@@ -216,13 +209,19 @@ class LatentPools:
         return self.labeled_latents[correct] if correct.any() else self.labeled_latents
 
 
+class LatentSelector(Selector):
+    """A selector that reads M2's latent space (`latent_pools`)."""
+
+    def check_module(self, module: pl.LightningModule) -> None:
+        if not isinstance(module, M2Module):
+            raise ConfigError(
+                f"this selector reads M2's latent space, but the task module is "
+                f"{type(module).__name__}: use the M2 module (conf/task_module/m2.yaml)"
+            )
+
+
 def latent_pools(module: pl.LightningModule, request: SelectionRequest) -> LatentPools:
     """Encode the request's labeled samples and candidates with the M2 module's `latent_code`."""
-    if not hasattr(module, "latent_code"):
-        raise ConfigError(
-            f"this selector reads M2's latent space, but the task module is "
-            f"{type(module).__name__}: use the M2 module (conf/task_module/m2.yaml)"
-        )
 
     def encode(x: torch.Tensor) -> torch.Tensor:
         return torch.cat(module.latent_code(x), dim=1)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from al.methods.m2 import LatentPools, distance_sums, latent_pools
-from al.methods.selector import SelectionRequest, Selector, TieBreak
+from al.methods.m2 import LatentPools, LatentSelector, distance_sums, latent_pools
+from al.methods.selector import SelectionRequest, TieBreak
 
 
 def class_quotas(query: int, capacities: list[int]) -> list[int]:
@@ -49,7 +49,7 @@ def greedy_farthest(
     return torch.tensor(positions, device=points.device), torch.stack(scores)
 
 
-class LatentDiverseSelector(Selector):
+class LatentDiverseSelector(LatentSelector):
     """Algorithm 1 in M2's latent space μ_z: `class_quotas(query)` picks per class the model
     predicts among the candidates, each the candidate of that class farthest from the class's
     anchors (labeled samples classified correctly into it). A class without anchors uses every

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from al.methods.m2 import LatentPools, distance_sums, latent_pools
-from al.methods.selector import SelectionRequest, Selector
+from al.methods.m2 import LatentPools, LatentSelector, distance_sums, latent_pools
+from al.methods.selector import SelectionRequest
 
 
 def weighted_uncertainty(confidence: torch.Tensor, mean_distance: torch.Tensor) -> torch.Tensor:
@@ -25,7 +25,7 @@ def weighted_uncertainty(confidence: torch.Tensor, mean_distance: torch.Tensor) 
     return (1.0 - confidence) * normalised
 
 
-class LatentWeightedSelector(Selector):
+class LatentWeightedSelector(LatentSelector):
     """Algorithm 2 in M2's latent space μ_z: for every candidate, the mean distance to its
     predicted class's anchors (labeled samples classified correctly into it; every labeled
     sample when the class has none), scored by `weighted_uncertainty`. Unlike Algorithm 1 it

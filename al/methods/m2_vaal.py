@@ -22,9 +22,9 @@ class M2VaalSelector(Selector):
 
     reports_discriminator = True
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Refuse a task module without M2-VAAL's discriminator before it trains."""
-        if getattr(pl_module, "discriminator", None) is None:
+    def check_module(self, module: pl.LightningModule) -> None:
+        """Refuse a task module without M2-VAAL's discriminator."""
+        if getattr(module, "discriminator", None) is None:
             raise ConfigError(
                 "m2_vaal selects with the M2 module's discriminator, and this module has none: "
                 "set method.module.discriminator (as conf/method/m2_vaal.yaml)"

@@ -45,13 +45,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from al.data.datamodule import MemberOrders
 from al.errors import ConfigError
 from al.methods.bald import bald, max_entropy, variation_ratios
-from al.methods.classifier import (
-    ClassifierModule,
-    OptimizerFactory,
-    SchedulerFactory,
-    check_finite,
-)
 from al.methods.entropy import entropy
+from al.methods.module import OptimizerFactory, SchedulerFactory, TaskModule, check_finite
 from al.methods.selector import Selector
 from al.models.backbone import Backbone
 from al.tasks import Task
@@ -72,15 +67,13 @@ def mean_log_probabilities(member_logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(F.log_softmax(member_logits, dim=2), dim=0) - math.log(members)
 
 
-class CommitteeModule(ClassifierModule):
+class CommitteeModule(TaskModule):
     """`members` backbones trained together; `forward` is the committee's mean prediction.
 
     Tested and validated as the standard classifier (on the mean prediction), plus each
     member's test accuracy (`test/member_acc/M`) and per-epoch training loss
     (`train/member_loss/M`; `train/loss` is their mean, the step minimises their sum).
     """
-
-    tasks = ("classification",)
 
     def __init__(
         self,
@@ -95,13 +88,13 @@ class CommitteeModule(ClassifierModule):
         member_backbone: Callable[[int], Backbone] | None = None,
         member_data: str = "shuffled",
     ) -> None:
-        check_committee(members, committee, train_loss_prediction, member_backbone, member_data)
-        super().__init__(backbone, optimizer, num_classes, scheduler, task=task)
+        check_committee(members, committee, member_backbone, member_data)
+        super().__init__(backbone, optimizer, num_classes, scheduler, task, train_loss_prediction)
         self.committee = committee
         self.committee_seed = torch.initial_seed()
         others = [member_backbone(self.member_seed(m)) for m in range(1, members)]
-        self.members = nn.ModuleList([backbone, *others])
-        del self.backbone  # member 0, held once, in `members`
+        self.members = nn.ModuleList([self.backbone, *others])  # member 0 is the backbone
+        self._register_load_state_dict_pre_hook(backbone_from_member_zero)
         self.member_test_acc = nn.ModuleList(
             MulticlassAccuracy(num_classes, average="micro") for _ in range(members)
         )
@@ -227,10 +220,15 @@ class BootstrapCounts(nn.Module):
         return self.counts.gather(1, positions)
 
 
+def backbone_from_member_zero(state: dict, prefix: str, *args) -> None:
+    """Weights saved when member 0 was held only in `members` load into `backbone` too."""
+    for key in [key for key in state if key.startswith(f"{prefix}members.0.")]:
+        state.setdefault(f"{prefix}backbone." + key.removeprefix(f"{prefix}members.0."), state[key])
+
+
 def check_committee(
     members: int,
     committee: str,
-    train_loss_prediction: bool,
     member_backbone: Callable[[int], Backbone] | None,
     member_data: str,
 ) -> None:
@@ -248,11 +246,6 @@ def check_committee(
         raise ConfigError(
             f"method.module.committee={committee!r} is not one of {', '.join(COMMITTEES)}: "
             "e.g. method.module.committee=ensemble"
-        )
-    if train_loss_prediction:
-        raise ConfigError(
-            "method=qbc trains a committee, not one task learner with a loss prediction "
-            "module: set lpm_on_all_methods=false"
         )
     if members > 1 and member_backbone is None:
         raise ConfigError(
@@ -310,9 +303,9 @@ class QbcSelector(Selector):
             )
         self.disagreement = DISAGREEMENTS[disagreement]
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Refuse a module that is no committee (of at least two) before it trains."""
-        members = getattr(pl_module, "members", None)
+    def check_module(self, module: pl.LightningModule) -> None:
+        """Refuse a module that is no committee (of at least two)."""
+        members = getattr(module, "members", None)
         if not isinstance(members, nn.ModuleList) or len(members) < 2:
             raise ConfigError(
                 "method=qbc needs a committee of at least two members: use its module "

@@ -156,6 +156,10 @@ class Selector(pl.Callback):
         task module this selector cannot score; the loop asks before the run writes anything.
         Any module will do by default."""
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """The same check before every stage trains, wherever it runs (a replayed stage too)."""
+        self.check_module(pl_module)
+
     def request(self, request: SelectionRequest) -> None:
         self._request = request
         self.selection = None

@@ -86,7 +86,7 @@ def refuse_distributed_for(
 ) -> None:
     """A task module that updates in several backward passes per step (`single_device`)
     cannot train under DDP, whose gradient sync expects one: refused before any work."""
-    if not getattr(module, "single_device", False):
+    if not module.single_device:
         return
     trainer: pl.Trainer = build(trainer_cfg)
     if trainer.world_size > 1:

@@ -26,9 +26,6 @@ class Budget:
     `random`, or SRAAL's `kcenter` (k-center greedy in a pool VAE's latent space).
     `initial_classes` (random only): draw the initial labels from these classes alone, an
     equal share of each (the M2-VAAL slides' cold start: 166/167/167 of classes 2, 4, 7).
-    `stop_when_discriminator_chance`: end the run after the first stage whose
-    `discriminator/acc` lies within `chance_tolerance` of 0.5 (the slides' "stop when the
-    discriminator is unable to differentiate"); only for methods that report one.
     """
 
     initial: Size
@@ -37,8 +34,6 @@ class Budget:
     subset: Size | None = None
     initial_strategy: str = "random"
     initial_classes: Sequence[int] | None = None
-    stop_when_discriminator_chance: bool = False
-    chance_tolerance: float = 0.05
 
     def __post_init__(self) -> None:
         for key in ("initial", "query", "subset", "stages"):
@@ -56,20 +51,6 @@ class Budget:
                 f"{INITIAL_STRATEGIES}"
             )
         self.check_initial_classes()
-        if not isinstance(self.stop_when_discriminator_chance, bool):
-            raise ConfigError(
-                f"budget.stop_when_discriminator_chance={self.stop_when_discriminator_chance!r} "
-                "must be true or false"
-            )
-        tolerance = self.chance_tolerance
-        if (
-            isinstance(tolerance, bool)
-            or not isinstance(tolerance, int | float)
-            or not (0 <= tolerance < 0.5)
-        ):
-            raise ConfigError(
-                f"budget.chance_tolerance={tolerance!r} must lie in [0, 0.5), e.g. 0.05"
-            )
         both_counts = isinstance(self.subset, int) and isinstance(self.query, int)
         if both_counts and self.subset < self.query:
             raise ConfigError(
@@ -130,18 +111,6 @@ class Budget:
                     f"budget.initial={self.initial} needs {share} labels of class {c} "
                     f"(budget.initial_classes), but the pool has {counts[c]}: lower budget.initial"
                 )
-
-    def stop_reason(self, record: dict) -> str | None:
-        """Why the run ends after the stage of `record`, or None to go on."""
-        if not self.stop_when_discriminator_chance:
-            return None
-        accuracy = record["discriminator/acc"]
-        if abs(accuracy - 0.5) > self.chance_tolerance:
-            return None
-        return (
-            f"discriminator accuracy {accuracy:.3f} is within {self.chance_tolerance} of chance "
-            "(budget.stop_when_discriminator_chance)"
-        )
 
     @property
     def total_labels(self) -> int:

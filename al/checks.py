@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytorch_lightning as pl
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from al.budget import Budget
 from al.data.datamodule import ALDataModule, check_device_augmentation
 from al.errors import ConfigError
+from al.methods.selector import Selector
 from al.options import check_options, check_target_options
+from al.stop import StopRule
+from al.tasks import Task, check_supported
 
 EVAL_MODELS = ("last", "best_val")
 # The groups built from a `_target_`: each option is checked against the hints of what it builds.
@@ -54,3 +59,38 @@ def check_integer(key: str, value: Any, minimum: int, example: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         bound = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
         raise ConfigError(f"{key}={value!r} must be {bound}: e.g. {key}={example}")
+
+
+def check_task(cfg: DictConfig, task: Task, budget: Budget) -> None:
+    """Refuse a method or model that does not support the dataset's task, before anything is
+    built (a classification-only module may not even construct on segmentation data)."""
+    method = cfg.method.name
+    fix = f"choose a method that supports {task.name} (docs/tasks.md), or another dataset"
+    for part in ("module", "selector"):
+        cls = get_class(cfg.method[part]._target_)
+        check_supported(task, f"method={method}'s {part}", cls, fix)
+    model_fix = f"choose a {task.name} model (docs/tasks.md), e.g. model=auto"
+    check_supported(task, "the model", get_class(cfg.model._target_), model_fix)
+    if budget.initial_classes is not None and not task.one_label_per_sample:
+        raise ConfigError(
+            f"budget.initial_classes needs one class label per sample; {task.name} samples have "
+            "many: set budget.initial_classes=null"
+        )
+
+
+def check_selector(selector: Selector, module: pl.LightningModule, method: str) -> None:
+    """The selector's refusal of the module, if any, as one line naming the method."""
+    try:
+        selector.check_module(module)
+    except ConfigError as error:
+        raise ConfigError(f"method={method}: {error}") from None
+
+
+def check_stop_rule(rule: StopRule | None, selector: Selector, method: str) -> None:
+    """Refuse a stopping rule that reads a metric the method's selector does not report."""
+    if rule is not None and rule.metric not in selector.reported_metrics:
+        reported = ", ".join(selector.reported_metrics) or "none"
+        raise ConfigError(
+            f"stop.metric={rule.metric} is not a metric method={method} reports (it reports: "
+            f"{reported}): choose stop=none, or a method that reports it"
+        )

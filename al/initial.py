@@ -9,12 +9,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from al.budget import class_shares
 from al.data import ALData
 from al.methods.coreset import k_center_greedy
+from al.methods.fitting import StepNetwork, fit_network
 from al.methods.selector import TieBreak
 from al.methods.vaal import shuffled_batches
 from al.models.vae import build_vae, vae_loss
@@ -41,9 +44,11 @@ def initial_indices(
     seed: int,
     settings: KCenterSettings,
     classes: Sequence[int] | None = None,
+    like: pl.Trainer | None = None,
 ) -> np.ndarray:
     """`size` distinct pool indices, chosen by `strategy` from (data, seed) alone; with
-    `classes`, an equal share of each (`class_shares`) drawn at random among its samples."""
+    `classes`, an equal share of each (`class_shares`) drawn at random among its samples;
+    `kcenter`'s pool VAE trains on one of `like`'s devices in its precision."""
     pool_size = len(data.pool_targets)
     if strategy == "random" and classes is not None:
         return class_initial(data.pool_targets, classes, size, seed)
@@ -51,7 +56,7 @@ def initial_indices(
         return random_initial(pool_size, size, seed)
     kcenter_seed = int(stage_rng(seed, 0, "kcenter").integers(2**31 - 1))
     torch.manual_seed(kcenter_seed)
-    latents = pool_latents(data, settings)
+    latents = pool_latents(data, settings, like)
     first = int(torch.randint(pool_size, (1,)))
     ties = TieBreak(kcenter_seed)
     picks, _ = k_center_greedy(latents, latents[first : first + 1], size - 1, ties)
@@ -69,8 +74,11 @@ def class_initial(targets: np.ndarray, classes: Sequence[int], size: int, seed: 
     return np.concatenate(picks)
 
 
-def pool_latents(data: ALData, settings: KCenterSettings) -> torch.Tensor:
-    """μ of every pool sample (test-time transforms) under a β-VAE trained on the pool."""
+def pool_latents(
+    data: ALData, settings: KCenterSettings, like: pl.Trainer | None = None
+) -> torch.Tensor:
+    """μ of every pool sample (test-time transforms) under a β-VAE trained on the pool, on one
+    of `like`'s devices in its precision (every rank computes the same pool)."""
     vae = build_vae(
         data.input_shape(),
         settings.latent_dim,
@@ -82,16 +90,31 @@ def pool_latents(data: ALData, settings: KCenterSettings) -> torch.Tensor:
     loader = DataLoader(data.pool.unlabeled(range(len(data.pool))), batch_size=256)
     with torch.no_grad():
         inputs = torch.cat([vae.prepare(x) for x, _ in loader])
-    optimizer = torch.optim.Adam(vae.parameters(), lr=settings.lr)
-    batches = shuffled_batches(len(inputs), settings.batch_size, inputs.device)
-    vae.train()
-    for _ in range(math.ceil(len(inputs) * settings.epochs / settings.batch_size)):
-        batch = inputs[next(batches)]
-        reconstruction, mu, logvar, _ = vae(batch)
-        loss = vae_loss(reconstruction, batch, mu, logvar, beta=1.0)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    network = PoolVae(vae, inputs, settings)
+    steps = math.ceil(len(inputs) * settings.epochs / settings.batch_size)
+    fit_network(network, steps, like, distributed=False)
+    inputs = inputs.to(network.device)
     vae.eval()
     with torch.no_grad():
         return torch.cat([vae.encode(inputs[i : i + 256])[0] for i in range(0, len(inputs), 256)])
+
+
+class PoolVae(StepNetwork):
+    """The pool VAE of `pool_latents`: one β-VAE step (β = 1) per training step on a batch of
+    the pool's inputs, a fresh permutation every pass."""
+
+    def __init__(self, vae: nn.Module, inputs: torch.Tensor, settings: KCenterSettings) -> None:
+        super().__init__()
+        self.vae, self.inputs, self.settings = vae, inputs, settings
+
+    def on_train_start(self) -> None:
+        self.inputs = self.inputs.to(self.device)
+        self.batches = shuffled_batches(len(self.inputs), self.settings.batch_size, self.device)
+
+    def training_step(self, step_index: int, batch_idx: int) -> None:
+        batch = self.inputs[next(self.batches)]
+        reconstruction, mu, logvar, _ = self.vae(batch)
+        self.update(vae_loss(reconstruction, batch, mu, logvar, beta=1.0), self.optimizers())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.vae.parameters(), lr=self.settings.lr)

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.strategies import Strategy
 from rich.progress import Progress
 
 from al.best_weights import BestValidationWeights
 from al.budget import Budget
-from al.checks import check_config
+from al.checks import check_config, check_selector, check_stop_rule, check_task
 from al.data import ALData, ALDataModule, datamodule_for
 from al.errors import ConfigError, NonFiniteLossError, build
 from al.initial import KCenterSettings, initial_indices
@@ -38,9 +37,9 @@ from al.runtime.distributed import (
 )
 from al.runtime.lock import RunDirectoryLock
 from al.sinks import EpochMetricsCallback, Sink
+from al.stop import StopRule
 from al.store import RunStore, best_effort
 from al.synthetic import SyntheticPairs, synthesize_picks
-from al.tasks import Task, check_supported
 
 log = logging.getLogger(__name__)
 
@@ -70,56 +69,26 @@ def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
         data = data.hold_out_validation(cfg.validation_fraction)
     budget = budget.resolve(len(data.pool_targets))
     check_task(cfg, data.task, budget)
+    stop_rule = build(cfg.stop) if cfg.stop else None
     budget.check_classes_fit(data.pool_targets, data.num_classes)
     module = build_module(cfg, data.num_classes)  # the method's constructors check its options
     refuse_distributed_for(module, cfg.trainer, cfg.method.name)
     selector: Selector = build(cfg.method.selector)
     check_selector(selector, module, cfg.method.name)
-    check_stopping_rule(budget, selector, cfg.method.name)
+    check_stop_rule(stop_rule, selector, cfg.method.name)
     with RunDirectoryLock(run_dir) if is_global_zero() else nullcontext():
         store = RunStore(run_dir)
         store.claim(cfg)
-        return run_stages(cfg, data, budget, store)
+        return run_stages(cfg, data, budget, stop_rule, store)
 
 
-def check_task(cfg: DictConfig, task: Task, budget: Budget) -> None:
-    """Refuse a method or model that does not support the dataset's task, before anything is
-    built (a classification-only module may not even construct on segmentation data)."""
-    method = cfg.method.name
-    fix = f"choose a method that supports {task.name} (README: Tasks), or another dataset"
-    for part in ("module", "selector"):
-        cls = get_class(cfg.method[part]._target_)
-        check_supported(task, f"method={method}'s {part}", cls, fix)
-    model_fix = f"choose a {task.name} model (README: Tasks), e.g. model=auto"
-    check_supported(task, "the model", get_class(cfg.model._target_), model_fix)
-    if budget.initial_classes is not None and not task.one_label_per_sample:
-        raise ConfigError(
-            f"budget.initial_classes needs one class label per sample; {task.name} samples have "
-            "many: set budget.initial_classes=null"
-        )
-
-
-def check_selector(selector: Selector, module: pl.LightningModule, method: str) -> None:
-    """The selector's refusal of the module, if any, as one line naming the method."""
-    try:
-        selector.check_module(module)
-    except ConfigError as error:
-        raise ConfigError(f"method={method}: {error}") from None
-
-
-def check_stopping_rule(budget: Budget, selector: Selector, method: str) -> None:
-    if budget.stop_when_discriminator_chance and not selector.reports_discriminator:
-        raise ConfigError(
-            f"budget.stop_when_discriminator_chance=true needs a method whose selector reports "
-            f"a discriminator's accuracy (vaal, ta_vaal, m2_vaal), not {method}: set it to false"
-        )
-
-
-def run_stages(cfg: DictConfig, data: ALData, budget: Budget, store: RunStore) -> list[dict]:
+def run_stages(
+    cfg: DictConfig, data: ALData, budget: Budget, stop_rule: StopRule | None, store: RunStore
+) -> list[dict]:
     """The stages after the last finished one, up to `budget.stages` or the stopping rule;
     the sink and curve are written best-effort."""
     pool, synthetic, records, model_state = resume_or_start(store, budget, data, cfg)
-    if records and stopped(records[-1], budget):
+    if records and stopped(records[-1], stop_rule):
         log.info("This run stopped after stage %d: %s", len(records) - 1, records[-1]["stopped"])
         title = f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}"
         print_table(records, title, data.task)
@@ -146,7 +115,7 @@ def run_stages(cfg: DictConfig, data: ALData, budget: Budget, store: RunStore) -
                     synthetic,
                 )
                 finished = StageState(pool, synthetic, records)
-                records.append(finish_stage(store, data, finished, budget, stage, outcome, cfg))
+                records.append(finish_stage(store, data, finished, stop_rule, stage, outcome, cfg))
                 model_state = outcome.model_state
                 signals.enter("logging")
                 with best_effort(f"the {type(sink).__name__} log"):
@@ -155,7 +124,7 @@ def run_stages(cfg: DictConfig, data: ALData, budget: Budget, store: RunStore) -
                     plot_curve(records, store.run_dir / "curve.png", title, data.task)
                 status = f"{metric.removeprefix('test/')} {records[-1][metric]:.3f}"
                 progress.update(stages_task, advance=1, status=status)
-                if stopped(records[-1], budget):
+                if stopped(records[-1], stop_rule):
                     log.info("Stopping after stage %d: %s", stage, records[-1]["stopped"])
                     break
     finally:
@@ -166,10 +135,10 @@ def run_stages(cfg: DictConfig, data: ALData, budget: Budget, store: RunStore) -
     return records
 
 
-def stopped(record: dict, budget: Budget) -> bool:
+def stopped(record: dict, stop_rule: StopRule | None) -> bool:
     """Whether the run ended at this record's stage by a stopping rule that still holds
     (switching the rule off extends a stopped run)."""
-    return "stopped" in record and budget.stop_when_discriminator_chance
+    return "stopped" in record and stop_rule is not None
 
 
 def build_sink(logger_cfg: DictConfig) -> Sink:
@@ -211,6 +180,7 @@ def resume_or_start(
             cfg.seed,
             settings,
             budget.initial_classes,
+            build(cfg.trainer),
         )
         return Pool.with_labeled(pool_size, indices), synthetic, [], None
     pool = Pool(pool_size)
@@ -251,6 +221,7 @@ def run_stage(
         EpochProgressCallback(progress, f"stage {stage}: {len(pool.labeled_indices)} labels"),
         epoch_logger,
         *([BestValidationWeights()] if cfg.eval_model == "best_val" else []),
+        *configured_callbacks(cfg.callbacks),
         selector,
     ]
     trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks)
@@ -278,6 +249,12 @@ def run_stage(
         module=module,
         strategy=trainer.strategy,
     )
+
+
+def configured_callbacks(callbacks_cfg: DictConfig | None) -> list[pl.Callback]:
+    """Fresh instances of the `callbacks` group's entries (name → `_target_` node) for one
+    stage's Trainer; an entry set to null is left out."""
+    return [build(node) for node in (callbacks_cfg or {}).values() if node is not None]
 
 
 def build_module(cfg: DictConfig, num_classes: int) -> pl.LightningModule:
@@ -325,7 +302,7 @@ def finish_stage(
     store: RunStore,
     data: ALData,
     state: StageState,
-    budget: Budget,
+    stop_rule: StopRule | None,
     stage: int,
     outcome: StageOutcome,
     cfg: DictConfig,
@@ -358,7 +335,7 @@ def finish_stage(
     record["n_synthetic"] = trained_on_synthetic
     record["tied_picks"] = outcome.selection.tied_picks
     record.update(outcome.selection.metrics)
-    reason = budget.stop_reason(record)
+    reason = None if stop_rule is None else stop_rule.reason(record)
     if reason is not None:
         record["stopped"] = reason
     signals.enter("saving")

@@ -33,13 +33,15 @@ from al.runtime.distributed import is_global_zero
 log = logging.getLogger(__name__)
 
 # Keys that may change between the runs sharing a directory: where to log, how many stages
-# (rerunning with more stages extends a finished run), whether the stopping rule holds
-# (switching it off extends a run it stopped) and what the end of a run prints (class names
-# included: a run from before they were declared still resumes).
+# (rerunning with more stages extends a finished run), the stopping rule (switching it off
+# extends a run it stopped; the budget keys are where runs made before `stop` kept it) and what
+# the end of a run prints (class names included: a run from before they were declared still
+# resumes).
 RESUMABLE_KEYS = (
     "logger",
     "dataset.class_names",
     "budget.stages",
+    "stop",
     "budget.stop_when_discriminator_chance",
     "budget.chance_tolerance",
     "print_pick_classes",

@@ -88,7 +88,9 @@ M2_VAAL_COLD = {
     **M2_VAAL_FMNIST,
     **budget(500, 64, 15, None),
     "budget.initial_classes": [2, 4, 7],
-    "budget.stop_when_discriminator_chance": True,
+    "stop.metric": "discriminator/acc",
+    "stop.target": 0.5,
+    "stop.within": 0.05,
     "print_pick_classes": True,
 }
 M2_CPU = {

@@ -13,10 +13,11 @@ from torch.distributions import Normal, kl_divergence
 
 from al.errors import ConfigError, DataError
 from al.loop import build_module
+from al.methods.discriminator import discriminator_metrics
 from al.methods.m2 import LatentPools, M2Module, distance_sums
 from al.methods.m2_latent_diverse import class_quotas, diverse_picks
 from al.methods.m2_latent_weighted import anchor_mean_distances, weighted_uncertainty
-from al.methods.selector import TieBreak, discriminator_metrics
+from al.methods.selector import TieBreak
 from al.models.cnn import SmallCNN
 from al.models.m2 import build_m2, gaussian_kl, negative_log_likelihood
 from al.models.mlp import MLP

@@ -14,11 +14,11 @@ from al.budget import Budget
 from al.data import UnlabeledTraining, datamodule_for
 from al.errors import ConfigError
 from al.initial import KCenterSettings, initial_indices
-from al.loop import build_data, run
+from al.loop import build_data
 from al.pool import Pool
 from al.results import print_pick_classes
 
-from conftest import M2_SMALL, read_results, train_command
+from conftest import read_results, train_command
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -77,11 +77,9 @@ def test_initial_classes_draw_an_equal_share_of_those_classes_only(tiny_config):
         ({"initial_classes": []}, r"budget.initial_classes=\[\] must be a non-empty list"),
         ({"initial_classes": [1, 1]}, "lists a class twice"),
         ({"initial_classes": [1], "initial_strategy": "kcenter"}, "applies to .*=random"),
-        ({"stop_when_discriminator_chance": "yes"}, "must be true or false"),
-        ({"chance_tolerance": 0.5}, r"budget.chance_tolerance=0.5 must lie in \[0, 0.5\)"),
     ],
 )
-def test_bad_class_and_stopping_options_are_refused(options, message):
+def test_bad_class_options_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):
         Budget(initial=20, query=10, stages=2, **options)
 
@@ -93,38 +91,6 @@ def test_initial_classes_must_exist_and_hold_their_share():
         budget.check_classes_fit(targets, 2)
     with pytest.raises(ConfigError, match=r"classes 0..1, not \[3\]"):
         Budget(initial=2, query=5, stages=1, initial_classes=[3]).check_classes_fit(targets, 2)
-
-
-def test_stop_reason_fires_within_the_tolerance_of_chance_only():
-    budget = Budget(initial=2, query=1, stages=3, stop_when_discriminator_chance=True)
-    assert budget.stop_reason({"discriminator/acc": 0.56}) is None
-    assert "accuracy 0.540 is within 0.05 of chance" in budget.stop_reason(
-        {"discriminator/acc": 0.54}
-    )
-    assert budget.stop_reason({"discriminator/acc": 0.46}) is not None
-    assert Budget(initial=2, query=1, stages=3).stop_reason({"discriminator/acc": 0.5}) is None
-
-
-def test_a_run_stops_at_chance_keeps_its_results_and_can_be_extended(tiny_config, tmp_path):
-    """Any discriminator accuracy in (0.01, 0.99) is within 0.49 of chance: the run ends after
-    stage 0 with the reason recorded; rerun, it stays stopped; without the rule it goes on."""
-    overrides = ["method=m2_vaal", "trainer.max_epochs=1", *M2_SMALL, "budget.stages=3"]
-    rule = ["budget.stop_when_discriminator_chance=true", "budget.chance_tolerance=0.49"]
-    first = run(tiny_config(*overrides, *rule), tmp_path)
-    assert len(first) == 1 and "within 0.49 of chance" in first[0]["stopped"]
-    assert 0.01 < first[0]["discriminator/acc"] < 0.99
-    assert {"discriminator/loss", "discriminator/acc_labeled"} <= set(first[0])
-    assert run(tiny_config(*overrides, *rule), tmp_path) == first
-    extended = run(tiny_config(*overrides), tmp_path)
-    assert [r["n_labeled"] for r in extended] == [20, 30, 40]
-    assert read_results(tmp_path)[0] == first[0]
-
-
-def test_the_stopping_rule_needs_a_method_with_a_discriminator(tiny_config, tmp_path):
-    cfg = tiny_config("method=entropy", "budget.stop_when_discriminator_chance=true")
-    with pytest.raises(ConfigError, match="needs a method whose selector reports"):
-        run(cfg, tmp_path)
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_pick_table_names_the_classes():
@@ -157,7 +123,7 @@ def test_the_cold_start_on_fashion_mnist_finds_classes_it_was_not_given(tmp_path
         tmp_path / "run",
         "+experiment=m2_vaal_fmnist_cold_cpu",
         f"dataset.root={tmp_path / 'data'}",
-        "budget.stop_when_discriminator_chance=false",
+        "stop=none",
         # back from the test helper's tiny budget to the experiment's
         "budget.initial=500",
         "budget.query=64",

@@ -7,11 +7,11 @@ import pytorch_lightning as pl
 import torch
 
 from al.errors import ConfigError
+from al.methods.discriminator import DISCRIMINATOR_METRICS, discriminator_metrics
 from al.methods.selector import (
     SelectionRequest,
     Selector,
     collect,
-    discriminator_metrics,
 )
 
 
@@ -20,7 +20,7 @@ class M2VaalSelector(Selector):
     reports its loss and accuracy on labeled vs candidates (the slides' argument rests on
     them) as stage metrics; D of every sample is kept for `al.reports.analysis`."""
 
-    reports_discriminator = True
+    reported_metrics = DISCRIMINATOR_METRICS
 
     def check_module(self, module: pl.LightningModule) -> None:
         """Refuse a task module without M2-VAAL's discriminator."""

@@ -134,14 +134,14 @@ class Selector(pl.Callback):
     rank labels the same samples. A selector may keep per-sample quantities in
     `self.diagnostics` (name → array, e.g. a discriminator's outputs with the global
     indices they belong to): rank 0 saves them with the stage's picks. Stage metrics go in
-    `self.metrics` (name → float), into the stage's record; a selector whose class sets
-    `reports_discriminator` puts `discriminator_metrics`' keys there every stage. Rankings go
+    `self.metrics` (name → float), into the stage's record; `reported_metrics` names those it
+    puts there every stage (what a stopping rule may read). Rankings go
     through `self.ties` (`top_k`, `argmax`), which breaks exact ties by a key drawn from the
     request's seed and counts the picks it decided. `tasks`:
     the tasks whose modules it can score (the loop refuses any other at start-up).
     """
 
-    reports_discriminator: ClassVar[bool] = False
+    reported_metrics: ClassVar[tuple[str, ...]] = ()
     tasks: ClassVar[tuple[str, ...]] = ("classification",)
 
     def __init__(self) -> None:
@@ -150,6 +150,7 @@ class Selector(pl.Callback):
         self.diagnostics: dict[str, np.ndarray] = {}
         self.metrics: dict[str, float] = {}
         self.ties = TieBreak(0)
+        self.fitting_like: pl.Trainer | None = None
 
     def check_module(self, module: pl.LightningModule) -> None:
         """Refuse (ConfigError: what is wrong and the fix; the loop names the method before it) a
@@ -171,6 +172,7 @@ class Selector(pl.Callback):
         if self._request is None:
             return
         signals.enter("selection")
+        self.fitting_like = trainer
         start = time.perf_counter()
         was_training = pl_module.training
         pl_module.eval()
@@ -210,26 +212,6 @@ class Selector(pl.Callback):
         """The scores of the batch `x`, one per sample (B,) or per element (B, …: per pixel,
         reduced by the task); higher means label first."""
         raise NotImplementedError(f"{type(self).__name__} must implement score() or select()")
-
-
-def discriminator_metrics(
-    labeled_probability: torch.Tensor, unlabeled_probability: torch.Tensor
-) -> dict[str, float]:
-    """How well a discriminator whose output is P(labeled) tells the pools apart: its loss
-    (mean BCE on each pool, summed, as VAAL's L_D), its accuracy on each pool at 0.5, and their
-    mean `discriminator/acc` — 0.5 is chance whatever the pools' sizes."""
-    p_l, p_u = labeled_probability.float(), unlabeled_probability.float()
-    loss = F.binary_cross_entropy(p_l, torch.ones_like(p_l)) + F.binary_cross_entropy(
-        p_u, torch.zeros_like(p_u)
-    )
-    accuracy_l = (p_l > 0.5).float().mean().item()
-    accuracy_u = (p_u <= 0.5).float().mean().item()
-    return {
-        "discriminator/loss": loss.item(),
-        "discriminator/acc_labeled": accuracy_l,
-        "discriminator/acc_unlabeled": accuracy_u,
-        "discriminator/acc": (accuracy_l + accuracy_u) / 2,
-    }
 
 
 class ProbabilitySelector(Selector):

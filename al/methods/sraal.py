@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from al.errors import ConfigError
+from al.methods.fitting import StepNetwork, fit_network
 from al.methods.selector import SelectionRequest, Selector, collect
 from al.methods.vaal import DISCRIMINATOR_BATCHES, check_choices, draws_batch, shuffled_batches
 from al.models.vae import (
@@ -165,38 +166,10 @@ class SraalSelector(Selector):
         return self.ties.top_k(candidate_ids, scores, request.query)
 
     def train_adversary(self, nets, labeled, labels, candidates, states) -> None:
-        nets.train()
-        generator = list(nets["vae"].parameters()) + list(nets["classifier"].parameters())
-        optimizers = (
-            torch.optim.Adam(generator, lr=self.lr),
-            torch.optim.Adam(nets["discriminator"].parameters(), lr=self.lr),
-        )
-        iterations = math.ceil((len(labeled) + len(candidates)) * self.epochs_v / self.batch_size)
-        schedulers = [
-            torch.optim.lr_scheduler.StepLR(o, max(1, iterations // 30), self.lr_decay)
-            for o in optimizers
-        ]
-        labeled_batches = shuffled_batches(len(labeled), self.batch_size, labeled.device)
-        candidate_batches = shuffled_batches(len(candidates), self.batch_size, labeled.device)
-        for _ in range(iterations):
-            for step in range(self.vae_steps + 1):
-                if draws_batch(step, self.vae_steps, self.discriminator_batch):
-                    ids_l, ids_u = next(labeled_batches), next(candidate_batches)
-                if step < self.vae_steps:
-                    loss = self.generator_loss(
-                        nets, labeled[ids_l], labels[ids_l], candidates[ids_u]
-                    )
-                    optimizer = optimizers[0]
-                else:
-                    loss = self.discriminator_loss(
-                        nets, labeled[ids_l], candidates[ids_u], states[ids_u]
-                    )
-                    optimizer = optimizers[1]
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            for scheduler in schedulers:
-                scheduler.step()
+        """`epochs_v` passes, each iteration `vae_steps` generator steps and one state
+        discriminator step, fitted with the stage's Trainer settings (`fitting_like`)."""
+        adversary = SraalAdversary(self, nets, labeled, labels, candidates, states)
+        fit_network(adversary, adversary.steps(self.fitting_like), self.fitting_like)
 
     def generator_loss(self, nets, x_l, y_l, x_u) -> torch.Tensor:
         """5·MSE + KL on both pools, 5·CE of the classifier half on labeled (the task's
@@ -226,3 +199,61 @@ class SraalSelector(Selector):
         return F.binary_cross_entropy(predicted_l, torch.zeros_like(predicted_l)) + (
             F.binary_cross_entropy(predicted_u, states_u)
         )
+
+
+class SraalAdversary(StepNetwork):
+    """The networks of a `SraalSelector` (its losses, learning rates and batch settings), one
+    update per training step; both learning rates decay every 1/30 of the iterations."""
+
+    def __init__(self, selector: SraalSelector, nets, labeled, labels, candidates, states) -> None:
+        super().__init__()
+        self.selector, self.nets = selector, nets
+        self.labeled, self.labels = labeled, labels
+        self.candidates, self.states = candidates, states
+        self.ids: tuple = ()
+        self.iterations = 1
+
+    def steps(self, like: pl.Trainer | None) -> int:
+        """Updates in `epochs_v` passes with batches of `batch_size` per rank."""
+        world = 1 if like is None else like.world_size
+        total = len(self.labeled) + len(self.candidates)
+        selector = self.selector
+        self.iterations = math.ceil(total * selector.epochs_v / (selector.batch_size * world))
+        return self.iterations * (selector.vae_steps + 1)
+
+    def on_train_start(self) -> None:
+        size = self.selector.batch_size * self.trainer.world_size
+        device = self.labeled.device
+        self.labeled_batches = shuffled_batches(len(self.labeled), size, device)
+        self.candidate_batches = shuffled_batches(len(self.candidates), size, device)
+
+    def training_step(self, step_index: int, batch_idx: int) -> None:
+        selector = self.selector
+        step = batch_idx % (selector.vae_steps + 1)
+        if draws_batch(step, selector.vae_steps, selector.discriminator_batch):
+            ids_l = self.rank_share(next(self.labeled_batches))
+            self.ids = (ids_l, self.rank_share(next(self.candidate_batches)))
+        ids_l, ids_u = self.ids
+        generator_optimizer, discriminator_optimizer = self.optimizers()
+        if step < selector.vae_steps:
+            x_l, y_l, x_u = self.labeled[ids_l], self.labels[ids_l], self.candidates[ids_u]
+            self.update(selector.generator_loss(self.nets, x_l, y_l, x_u), generator_optimizer)
+            return
+        x_l, x_u, states_u = self.labeled[ids_l], self.candidates[ids_u], self.states[ids_u]
+        loss = selector.discriminator_loss(self.nets, x_l, x_u, states_u)
+        self.update(loss, discriminator_optimizer)
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
+
+    def configure_optimizers(self):
+        generator = [*self.nets["vae"].parameters(), *self.nets["classifier"].parameters()]
+        optimizers = [
+            torch.optim.Adam(generator, lr=self.selector.lr),
+            torch.optim.Adam(self.nets["discriminator"].parameters(), lr=self.selector.lr),
+        ]
+        step_size = max(1, self.iterations // 30)
+        schedulers = [
+            torch.optim.lr_scheduler.StepLR(optimizer, step_size, self.selector.lr_decay)
+            for optimizer in optimizers
+        ]
+        return optimizers, schedulers

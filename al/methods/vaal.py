@@ -1,10 +1,11 @@
 """VAAL (Sinha et al. 2019): a β-VAE and a discriminator trained adversarially on the labeled
 samples and the candidates; label the candidates the discriminator finds least "labeled".
 
-The VAE/discriminator pair is trained inside the selector, after the task learner, on the
+The VAE/discriminator pair is trained by the selector, after the task learner, on the
 test-time-transformed images the selection request serves (labeled ∪ candidates), with its
 own two Adam optimizers stepped in the paper's order: `vae_steps` VAE steps, then one
-discriminator step, per iteration.
+discriminator step, per iteration. It is a LightningModule (`VaalAdversary`) fitted with the
+run's accelerator, precision and strategy (`al.methods.fitting`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from al.errors import ConfigError
+from al.methods.discriminator import DISCRIMINATOR_METRICS, discriminator_metrics
+from al.methods.fitting import StepNetwork, fit_network
 from al.methods.selector import (
     SelectionRequest,
     Selector,
     collect,
-    discriminator_metrics,
 )
 from al.models.vae import INITS, Discriminator, build_vae, initialise, vae_loss
 
@@ -43,7 +45,7 @@ class VaalSelector(Selector):
     tasks = ("classification", "segmentation")
 
     rank_conditioned = False
-    reports_discriminator = True
+    reported_metrics = DISCRIMINATOR_METRICS
 
     def __init__(
         self,
@@ -141,39 +143,10 @@ class VaalSelector(Selector):
         candidates: torch.Tensor,
         ranks,
     ) -> None:
-        vae.train()
-        discriminator.train()
-        vae_optimizer = torch.optim.Adam(vae.parameters(), lr=self.lr_vae)
-        discriminator_optimizer = torch.optim.Adam(
-            discriminator.parameters(), lr=self.lr_discriminator
-        )
-        labeled_batches = shuffled_batches(len(labeled), self.batch_size, labeled.device)
-        candidate_batches = shuffled_batches(len(candidates), self.batch_size, labeled.device)
-        total = len(labeled) + len(candidates)
-        for iteration in range(math.ceil(total * self.epochs_v / self.batch_size)):
-            for step in range(self.vae_steps + 1):
-                if draws_batch(step, self.vae_steps, self.discriminator_batch):
-                    ids_l, ids_u = next(labeled_batches), next(candidate_batches)
-                    (decode_l, judge_l), (decode_u, judge_u) = self.iteration_conditions(
-                        iteration, ranks, ids_l, ids_u
-                    )
-                    batch = (
-                        labeled[ids_l],
-                        candidates[ids_u],
-                        decode_l,
-                        decode_u,
-                        judge_l,
-                        judge_u,
-                    )
-                if step < self.vae_steps:
-                    loss = self.vae_objective(vae, discriminator, *batch)
-                    optimizer = vae_optimizer
-                else:
-                    loss = self.discriminator_objective(vae, discriminator, *batch)
-                    optimizer = discriminator_optimizer
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+        """`epochs_v` passes over labeled ∪ candidates, each iteration `vae_steps` VAE steps and
+        one discriminator step, fitted with the stage's Trainer settings (`fitting_like`)."""
+        adversary = VaalAdversary(self, vae, discriminator, labeled, candidates, ranks)
+        fit_network(adversary, adversary.steps(self.fitting_like), self.fitting_like)
 
     def vae_objective(self, vae, discriminator, x_l, x_u, decode_l, decode_u, judge_l, judge_u):
         """recon + β·KL on both pools + λ·BCE(D(·), 1) on both: fool D into "labeled"."""
@@ -238,3 +211,61 @@ def shuffled_batches(count: int, size: int, device: torch.device) -> Iterator[to
         order = torch.randperm(count, device=device)
         for start in range(0, count, size):
             yield order[start : start + size]
+
+
+class VaalAdversary(StepNetwork):
+    """The VAE and discriminator of a `VaalSelector` (its objectives, optimizers and batch
+    settings), one update per training step in the paper's order."""
+
+    def __init__(
+        self,
+        selector: VaalSelector,
+        vae: nn.Module,
+        discriminator: nn.Module,
+        labeled: torch.Tensor,
+        candidates: torch.Tensor,
+        ranks,
+    ) -> None:
+        super().__init__()
+        self.selector, self.vae, self.discriminator = selector, vae, discriminator
+        self.labeled, self.candidates, self.ranks = labeled, candidates, ranks
+        self.batch: tuple = ()
+
+    def steps(self, like: pl.Trainer | None) -> int:
+        """Updates in `epochs_v` passes with batches of `batch_size` per rank."""
+        world = 1 if like is None else like.world_size
+        total = len(self.labeled) + len(self.candidates)
+        selector = self.selector
+        iterations = math.ceil(total * selector.epochs_v / (selector.batch_size * world))
+        return iterations * (selector.vae_steps + 1)
+
+    def on_train_start(self) -> None:
+        size = self.selector.batch_size * self.trainer.world_size
+        device = self.labeled.device
+        self.labeled_batches = shuffled_batches(len(self.labeled), size, device)
+        self.candidate_batches = shuffled_batches(len(self.candidates), size, device)
+
+    def training_step(self, step_index: int, batch_idx: int) -> None:
+        selector = self.selector
+        iteration, step = divmod(batch_idx, selector.vae_steps + 1)
+        if draws_batch(step, selector.vae_steps, selector.discriminator_batch):
+            ids_l = self.rank_share(next(self.labeled_batches))
+            ids_u = self.rank_share(next(self.candidate_batches))
+            (decode_l, judge_l), (decode_u, judge_u) = selector.iteration_conditions(
+                iteration, self.ranks, ids_l, ids_u
+            )
+            x_l, x_u = self.labeled[ids_l], self.candidates[ids_u]
+            self.batch = (x_l, x_u, decode_l, decode_u, judge_l, judge_u)
+        vae_optimizer, discriminator_optimizer = self.optimizers()
+        if step < selector.vae_steps:
+            loss = selector.vae_objective(self.vae, self.discriminator, *self.batch)
+            self.update(loss, vae_optimizer)
+        else:
+            loss = selector.discriminator_objective(self.vae, self.discriminator, *self.batch)
+            self.update(loss, discriminator_optimizer)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [
+            torch.optim.Adam(self.vae.parameters(), lr=self.selector.lr_vae),
+            torch.optim.Adam(self.discriminator.parameters(), lr=self.selector.lr_discriminator),
+        ]

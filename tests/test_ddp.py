@@ -20,7 +20,7 @@ from al.methods.selector import SelectionRequest, Selector
 from al.runtime.distributed import check_same_pool, pool_digest, spawns_ranks
 from al.store import RunStore
 
-from conftest import ROOT, compose_config, read_results
+from conftest import NARROW_VAE, ROOT, compose_config, read_results
 
 DDP = [
     "trainer=ddp",
@@ -202,6 +202,20 @@ def test_a_module_training_on_unlabeled_samples_runs_under_ddp(tmp_path):
     DDP's unused-parameter search, each on its shard of both loaders, and label one pool."""
     small = ["method.module.hidden=32", "method.module.conv_channels=[8,16]"]
     result = train_ddp(tmp_path, "method=m2_vaal", "budget.stages=2", *small)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = read_results(tmp_path)
+    assert [r["n_labeled"] for r in records] == [20, 30]
+    assert all(0 <= r["discriminator/acc"] <= 1 for r in records)
+    check_stages_label_their_picks(tmp_path, 2)
+
+
+@pytest.mark.slow
+def test_a_selector_s_own_networks_train_data_parallel_under_ddp(tmp_path):
+    """VAAL's VAE and discriminator are fitted by a DDP Trainer across the run's two ranks
+    (each rank its share of every batch, gradients averaged): both ranks end every stage with
+    the same discriminator metrics and label one pool."""
+    vae = ["method=vaal", "method.selector.epochs_v=2", *NARROW_VAE, "budget.stages=2"]
+    result = train_ddp(tmp_path, *vae)
     assert result.returncode == 0, result.stderr[-3000:]
     records = read_results(tmp_path)
     assert [r["n_labeled"] for r in records] == [20, 30]

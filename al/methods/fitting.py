@@ -67,21 +67,15 @@ def network_trainer(like: pl.Trainer | None, distributed: bool = True) -> pl.Tra
     }
     if like is None:
         return pl.Trainer(accelerator="cpu", devices=1, **settings)
-    accelerator = type(like.accelerator)()
+    device = like.strategy.root_device
+    settings |= {"accelerator": device.type, "precision": like.precision}
     if distributed and like.world_size > 1:
         strategy = DDPStrategy(
-            accelerator=accelerator,
-            parallel_devices=like.strategy.parallel_devices,
             cluster_environment=like.strategy.cluster_environment,
             process_group_backend=like.strategy.process_group_backend,
             find_unused_parameters=True,  # a discriminator step leaves the VAE without gradients
         )
         return pl.Trainer(
-            strategy=strategy,
-            devices=like.num_devices,
-            num_nodes=like.num_nodes,
-            precision=like.precision,
-            **settings,
+            strategy=strategy, devices=like.num_devices, num_nodes=like.num_nodes, **settings
         )
-    strategy = SingleDeviceStrategy(device=like.strategy.root_device, accelerator=accelerator)
-    return pl.Trainer(strategy=strategy, precision=like.precision, **settings)
+    return pl.Trainer(strategy=SingleDeviceStrategy(device=device), **settings)

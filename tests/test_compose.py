@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
 
 from al.budget import Budget
 from al.checks import check_built_options
@@ -155,6 +156,33 @@ def test_protocol_of_the_papers_applies_to_every_method(dataset, expected):
         actual = (cfg.optimizer.lr, cfg.trainer.max_epochs, cfg.loader.batch_size, milestones)
         assert actual == expected and cfg.optimizer._target_ == "torch.optim.SGD"
     assert compose_config("dataset=digits").optimizer._target_ == "torch.optim.Adam"
+
+
+SGD = {"_target_": "torch.optim.SGD", "_partial_": True, "momentum": 0.9}
+ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3, "weight_decay": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("dataset", "papers_optimizer"),
+    [
+        ("cifar10", {**SGD, "lr": 0.1, "weight_decay": 5e-4}),
+        ("svhn", {**SGD, "lr": 0.1, "weight_decay": 5e-4}),
+        ("caltech101", {**SGD, "lr": 0.01, "weight_decay": 5e-4}),
+        ("cityscapes", {**SGD, "lr": 1e-3, "weight_decay": 1e-4}),
+        ("digits", ADAM),
+    ],
+)
+def test_a_dataset_chooses_its_papers_optimizer_and_the_command_line_replaces_it(
+    dataset, papers_optimizer
+):
+    """The dataset's choice is an optimizer option, so optimizer=adam gives Adam's own values
+    while the rest of the protocol (epochs, batch, scheduler) stays the dataset's."""
+    papers = compose_config(f"dataset={dataset}")
+    assert OmegaConf.to_container(papers.optimizer) == papers_optimizer
+    adam = compose_config(f"dataset={dataset}", "optimizer=adam")
+    assert OmegaConf.to_container(adam.optimizer) == ADAM
+    rest = ("trainer", "loader", "scheduler")
+    assert {key: adam[key] for key in rest} == {key: papers[key] for key in rest}
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -40,6 +41,7 @@ from al.sinks import EpochMetricsCallback, Sink
 from al.stop import StopRule
 from al.store import RunStore, best_effort
 from al.synthetic import SyntheticPairs, synthesize_picks
+from al.tasks.extensions import SampleLabels
 
 log = logging.getLogger(__name__)
 
@@ -283,10 +285,15 @@ def selection_request(
         candidate_indices=torch.from_numpy(candidates),
         query=budget.query,
         seed=derived_seed(seed, stage, "select"),
-        labeled_labels=data.task.sample_labels(
-            data.pool_targets, datamodule.labeled_indices, data.num_classes
-        ),
+        labeled_labels=labeled_sample_labels(data, datamodule.labeled_indices),
     )
+
+
+def labeled_sample_labels(data: ALData, labeled: np.ndarray) -> torch.Tensor | None:
+    """The labeled samples' sample-level labels, where the task offers them (SampleLabels)."""
+    if not isinstance(data.task, SampleLabels):
+        return None
+    return data.task.sample_labels(data.pool_targets, labeled, data.num_classes)
 
 
 @dataclass

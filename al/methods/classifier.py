@@ -23,6 +23,7 @@ from al.models.loss_prediction import (
     ranking_pair_loss,
 )
 from al.tasks import Task
+from al.tasks.extensions import IsdaTerms, require
 
 PAIR_LOSSES = {"hinge": hinge_pair_loss, "ranking": ranking_pair_loss}
 
@@ -69,6 +70,7 @@ class ClassifierModule(TaskModule):
         self.isda = IsdaSettings(**(isda or {}))
         self.covariance = None
         if self.isda.enabled:
+            require(self.task, IsdaTerms, "isda.enabled=true")
             if self.isda.covariance not in COVARIANCES:
                 raise ConfigError(f"isda.covariance={self.isda.covariance!r} not in {COVARIANCES}")
             self.covariance = ClassCovariance(

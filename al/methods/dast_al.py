@@ -14,6 +14,7 @@ import torch
 
 from al.errors import ConfigError
 from al.methods.selector import Selector
+from al.tasks.extensions import LogScoreReduction, require
 
 
 def log_epmcm_bound(logits: torch.Tensor, quadratic: torch.Tensor) -> torch.Tensor:
@@ -44,6 +45,7 @@ class EpmcmSelector(Selector):
     tasks = ("classification", "segmentation")
 
     def check_module(self, module: pl.LightningModule) -> None:
+        require(module.task, LogScoreReduction, "EPMCM")
         if getattr(module, "covariance", None) is None:
             raise ConfigError(
                 "EPMCM reads the class covariance of ISDA training: set method.module.isda.enabled"

@@ -38,6 +38,7 @@ from al.models.backbone import Backbone
 from al.models.m2 import build_m2
 from al.models.vae import Discriminator
 from al.tasks import Task
+from al.tasks.extensions import SampleLabels, require
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,7 @@ class LatentSelector(Selector):
                 f"this selector reads M2's latent space, but the task module is "
                 f"{type(module).__name__}: use the M2 module (conf/task_module/m2.yaml)"
             )
+        require(module.task, SampleLabels, f"{type(self).__name__}'s class anchors")
 
 
 def latent_pools(module: pl.LightningModule, request: SelectionRequest) -> LatentPools:

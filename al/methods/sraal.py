@@ -31,6 +31,7 @@ from al.models.vae import (
     reparameterize,
     vae_loss,
 )
+from al.tasks.extensions import SampleLabels, require
 
 VARIANCES = ("population", "unbiased")
 
@@ -119,6 +120,9 @@ class SraalSelector(Selector):
         self.vae_sizes = {"image_size": image_size, "channels": channels, "hidden": mlp_hidden}
         self.discriminator_hidden, self.classifier_hidden = discriminator_hidden, classifier_hidden
         self.discriminator_batch, self.init, self.decoder = discriminator_batch, init, decoder
+
+    def check_module(self, module: pl.LightningModule) -> None:
+        require(module.task, SampleLabels, "SRAAL's classifier head")
 
     def select(
         self, module: pl.LightningModule, request: SelectionRequest

@@ -1,6 +1,7 @@
 """What a task decides for the loop, the task modules and the selectors: the loss, the test
 metrics and their record keys, the curve a run plots, how labels are counted and how per-element
-acquisition scores reduce to one score per sample.
+acquisition scores reduce to one score per sample. What single methods need beyond this core
+lives in `al.tasks.extensions`.
 
 The loop, pool, store, resume, sinks and launchers never branch on the task: they call these.
 """
@@ -14,7 +15,6 @@ import torch
 from torchmetrics import Metric, MetricCollection
 
 from al.errors import ConfigError
-from al.models.backbone import BackboneOutput
 
 
 class Task:
@@ -61,39 +61,12 @@ class Task:
         """What the picks `indices` revealed, one entry per pick, for `picks/`."""
         raise NotImplementedError
 
-    def sample_labels(self, targets: Any, indices: Sequence[int], num_classes: int) -> torch.Tensor:
-        """Sample-level labels of the samples `indices` for selectors that learn from the
-        labeled samples' labels (SRAAL's classifier head): a class each (B,), or the classes
-        each holds (B, classes) multi-hot."""
-        raise NotImplementedError
-
-    def sample_label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The loss of a sample-level classifier's `logits` (B, classes) on `sample_labels`."""
-        raise NotImplementedError
-
     def stratify_labels(self, targets: Any) -> Any:
         """What a stratified split of the pool stratifies on, or None (a random split)."""
         raise NotImplementedError
 
-    def feature_pairs(
-        self, out: BackboneOutput, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features (N, d), labels (N,)) of one batch for ISDA's class covariance."""
-        raise NotImplementedError
-
-    def augmented_logits(
-        self, logits: torch.Tensor, quadratic: torch.Tensor, targets: torch.Tensor, strength: float
-    ) -> torch.Tensor:
-        """ISDA's surrogate logits (Wang et al. 2019, Eq. 11 of the TPAMI version):
-        z̃_j = z_j + (λ/2)·(w_j − w_y)ᵀ Σ_y (w_j − w_y), with y each element's label."""
-        raise NotImplementedError
-
     def reduce_scores(self, scores: torch.Tensor) -> torch.Tensor:
         """One acquisition score per sample (B,) from per-element scores (B, …)."""
-        raise NotImplementedError
-
-    def reduce_log_scores(self, log_scores: torch.Tensor) -> torch.Tensor:
-        """The log of `reduce_scores` of exp(`log_scores`), computed in log space."""
         raise NotImplementedError
 
 

@@ -11,9 +11,10 @@ from torchmetrics.classification import MulticlassAccuracy
 from al.models.backbone import BackboneOutput
 from al.models.isda import augmented_logits
 from al.tasks.base import Task
+from al.tasks.extensions import IsdaTerms, LogScoreReduction, SampleLabels
 
 
-class Classification(Task):
+class Classification(Task, SampleLabels, IsdaTerms, LogScoreReduction):
     """Records `test/acc` (micro), `test/balanced_acc` (macro: the mean per-class recall) and
     `test/loss`; per-sample scores are already one per sample."""
 

@@ -15,9 +15,10 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardInd
 from al.data.segmentation import MaskTargets
 from al.models.backbone import BackboneOutput
 from al.tasks.base import Task
+from al.tasks.extensions import IsdaTerms, LogScoreReduction, SampleLabels
 
 
-class Segmentation(Task):
+class Segmentation(Task, SampleLabels, IsdaTerms, LogScoreReduction):
     """Records `test/miou` (torchmetrics' Jaccard index over the classes, macro: classes
     absent from both prediction and labels are left out, as Cityscapes' evaluation does),
     `test/pixel_acc` and `test/loss`, all over the pixels not labeled `ignore_index`.

@@ -1,7 +1,9 @@
-"""The AL stages: fit → evaluate → select → label → save, resumable after any finished stage.
+"""The AL stages: fit → select → evaluate → label → save, resumable after any finished stage.
 
-Under DDP every rank runs this loop; they label rank 0's picks, check that their pools agree
-after every stage, and only global rank 0 writes (see `al.runtime.distributed`).
+The loop receives an `Experiment` (`al.build`), built and checked once from the config, and
+never reads the config. Under DDP every rank runs this loop; they label rank 0's picks, check
+that their pools agree after every stage, and only global rank 0 writes (see
+`al.runtime.distributed`).
 """
 
 from __future__ import annotations
@@ -20,22 +22,17 @@ from pytorch_lightning.strategies import Strategy
 from rich.progress import Progress
 
 from al.best_weights import BestValidationWeights
-from al.budget import Budget
-from al.checks import check_config, check_selector, check_stop_rule, check_task
+from al.build import Experiment, build_experiment
 from al.data import ALData, ALDataModule, datamodule_for
-from al.errors import ConfigError, NonFiniteLossError, build
-from al.initial import KCenterSettings, initial_indices
-from al.methods.selector import Selection, SelectionRequest, Selector
+from al.errors import ConfigError, NonFiniteLossError
+from al.initial import initial_indices
+from al.methods.module import TaskModule
+from al.methods.selector import Selection, SelectionRequest
 from al.pool import Pool, stage_rng
 from al.progress import EpochProgressCallback, stage_progress
 from al.results import plot_curve, print_pick_classes, print_table, stage_record
 from al.runtime import signals
-from al.runtime.distributed import (
-    check_same_pool,
-    is_global_zero,
-    refuse_distributed_for,
-    refuse_spawning_in_multirun,
-)
+from al.runtime.distributed import check_same_pool, is_global_zero
 from al.runtime.lock import RunDirectoryLock
 from al.sinks import EpochMetricsCallback, Sink
 from al.stop import StopRule
@@ -53,77 +50,51 @@ class StageOutcome:
     epochs: int
     train_seconds: float
     model_state: dict | None
-    module: pl.LightningModule
+    module: TaskModule
     strategy: Strategy
 
 
 def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
     """Run (or resume) the experiment `cfg` in `run_dir`; return one record per stage.
 
-    Every value and the data are checked before the run directory is touched (the method's
-    task module and selector are built once, so their constructors check their options); then
-    the directory is locked for the life of the run (on global rank 0, the one that writes).
+    Every value and the data are checked before the run directory is touched
+    (`build_experiment`); then the directory is locked for the life of the run (on global
+    rank 0, the one that writes).
     """
-    budget = check_config(cfg)
-    refuse_spawning_in_multirun(cfg.trainer)
-    data = build_data(cfg.dataset)
-    if cfg.eval_model == "best_val":
-        data = data.hold_out_validation(cfg.validation_fraction)
-    budget = budget.resolve(len(data.pool_targets))
-    check_task(cfg, data.task, budget)
-    stop_rule = build(cfg.stop) if cfg.stop else None
-    budget.check_classes_fit(data.pool_targets, data.num_classes)
-    module = build_module(cfg, data.num_classes)  # the method's constructors check its options
-    refuse_distributed_for(module, cfg.trainer, cfg.method.name)
-    selector: Selector = build(cfg.method.selector)
-    check_selector(selector, module, cfg.method.name)
-    check_stop_rule(stop_rule, selector, cfg.method.name)
+    experiment = build_experiment(cfg)
     with RunDirectoryLock(run_dir) if is_global_zero() else nullcontext():
         store = RunStore(run_dir)
         store.claim(cfg)
-        return run_stages(cfg, data, budget, stop_rule, store)
+        config = OmegaConf.to_container(cfg, resolve=True)
+        return run_stages(experiment, store, config)
 
 
-def run_stages(
-    cfg: DictConfig, data: ALData, budget: Budget, stop_rule: StopRule | None, store: RunStore
-) -> list[dict]:
+def run_stages(experiment: Experiment, store: RunStore, config: dict) -> list[dict]:
     """The stages after the last finished one, up to `budget.stages` or the stopping rule;
-    the sink and curve are written best-effort."""
-    pool, synthetic, records, model_state = resume_or_start(store, budget, data, cfg)
+    the sink (started with the resolved `config`) and curve are written best-effort."""
+    pool, synthetic, records, model_state = resume_or_start(store, experiment)
+    task, stop_rule = experiment.data.task, experiment.stop_rule
     if records and stopped(records[-1], stop_rule):
         log.info("This run stopped after stage %d: %s", len(records) - 1, records[-1]["stopped"])
-        title = f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}"
-        print_table(records, title, data.task)
+        print_table(records, experiment.title, task)
         return records
-    sink = build_sink(cfg.logger)
-    sink.start(store.run_dir, OmegaConf.to_container(cfg, resolve=True), records)
-    title = f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}"
-    metric = data.task.primary_metric
+    sink = experiment.make_sink()
+    sink.start(store.run_dir, config, records)
     try:
         with stage_progress() as progress:
-            stages_task = progress.add_task("stages", total=budget.stages, status="")
+            stages_task = progress.add_task("stages", total=experiment.budget.stages, status="")
             progress.update(stages_task, completed=len(records))
-            for stage in range(len(records), budget.stages):
+            for stage in range(len(records), experiment.budget.stages):
                 epochs_before = sum(record["epochs"] for record in records)
+                epoch_logger = EpochMetricsCallback(sink, stage, epochs_before)
                 outcome = run_stage(
-                    cfg,
-                    data,
-                    pool,
-                    budget,
-                    stage,
-                    model_state,
-                    EpochMetricsCallback(sink, stage, epochs_before),
-                    progress,
-                    synthetic,
+                    experiment, pool, stage, model_state, epoch_logger, progress, synthetic
                 )
                 finished = StageState(pool, synthetic, records)
-                records.append(finish_stage(store, data, finished, stop_rule, stage, outcome, cfg))
+                records.append(finish_stage(store, experiment, finished, stage, outcome))
                 model_state = outcome.model_state
-                signals.enter("logging")
-                with best_effort(f"the {type(sink).__name__} log"):
-                    sink.log_stage(records[-1])
-                with best_effort("curve.png"):
-                    plot_curve(records, store.run_dir / "curve.png", title, data.task)
+                report_stage(records, store, experiment, sink)
+                metric = task.primary_metric
                 status = f"{metric.removeprefix('test/')} {records[-1][metric]:.3f}"
                 progress.update(stages_task, advance=1, status=status)
                 if stopped(records[-1], stop_rule):
@@ -131,10 +102,19 @@ def run_stages(
                     break
     finally:
         sink.finish()
-    print_table(records, title, data.task)
-    if cfg.print_pick_classes:
-        print_pick_classes(records, cfg.dataset.get("class_names"))
+    print_table(records, experiment.title, task)
+    if experiment.print_pick_classes:
+        print_pick_classes(records, experiment.class_names)
     return records
+
+
+def report_stage(records: list[dict], store: RunStore, experiment: Experiment, sink: Sink) -> None:
+    """The finished stage's record to the sink and the curve so far to curve.png."""
+    signals.enter("logging")
+    with best_effort(f"the {type(sink).__name__} log"):
+        sink.log_stage(records[-1])
+    with best_effort("curve.png"):
+        plot_curve(records, store.run_dir / "curve.png", experiment.title, experiment.data.task)
 
 
 def stopped(record: dict, stop_rule: StopRule | None) -> bool:
@@ -143,46 +123,25 @@ def stopped(record: dict, stop_rule: StopRule | None) -> bool:
     return "stopped" in record and stop_rule is not None
 
 
-def build_sink(logger_cfg: DictConfig) -> Sink:
-    """The configured sink on global rank 0; the other DDP ranks log nowhere."""
-    return build(logger_cfg) if is_global_zero() else Sink()
-
-
-def build_data(dataset_cfg: DictConfig) -> ALData:
-    """The dataset with its config's task, checked against its config; a
-    `dataset.num_classes` left null (image folders) is filled in from the data."""
-    data = build(dataset_cfg.build)
-    data.task = build(dataset_cfg.task)
-    if dataset_cfg.num_classes is None:
-        dataset_cfg.num_classes = data.num_classes
-    data.check_declared(
-        dataset_cfg.name,
-        dataset_cfg.num_classes,
-        dataset_cfg.input_shape,
-        dataset_cfg.get("pool_size"),
-    )
-    return data
-
-
 def resume_or_start(
-    store: RunStore, budget: Budget, data: ALData, cfg: DictConfig
+    store: RunStore, experiment: Experiment
 ) -> tuple[Pool, SyntheticPairs, list[dict], dict | None]:
     """The pool, synthetic pairs, records and warm-start weights after the last finished
     stage, or a fresh start."""
     snapshot = store.latest()
+    data, budget = experiment.data, experiment.budget
     pool_size = len(data.pool_targets)
     synthetic = SyntheticPairs()
     if snapshot is None:
-        settings = KCenterSettings(**cfg.kcenter_init)
         signals.enter("choosing the initial pool")
         indices = initial_indices(
             budget.initial_strategy,
             data,
             budget.initial,
-            cfg.seed,
-            settings,
+            experiment.seed,
+            experiment.kcenter,
             budget.initial_classes,
-            build(cfg.trainer),
+            experiment.make_trainer([]),
         )
         return Pool.with_labeled(pool_size, indices), synthetic, [], None
     pool = Pool(pool_size)
@@ -195,38 +154,32 @@ def resume_or_start(
 
 
 def run_stage(
-    cfg: DictConfig,
-    data: ALData,
+    experiment: Experiment,
     pool: Pool,
-    budget: Budget,
     stage: int,
     model_state: dict | None,
     epoch_logger: pl.Callback,
     progress: Progress,
     synthetic: SyntheticPairs | None = None,
 ) -> StageOutcome:
-    """Train a task module on the labeled pool (and the synthetic pairs), test it and select
-    the next `query` samples."""
-    pl.seed_everything(derived_seed(cfg.seed, stage, "torch"), workers=True, verbose=False)
-    module = build_module(cfg, data.num_classes)
-    if model_state is not None and not cfg.reinit_each_stage:
+    """Train a task module on the labeled pool (and the synthetic pairs), select the next
+    `query` samples and test it."""
+    pl.seed_everything(derived_seed(experiment.seed, stage, "torch"), workers=True, verbose=False)
+    module = experiment.make_module()
+    module.stage = stage
+    if model_state is not None and experiment.keep_weights:
         module.load_state_dict(model_state)
-    wants_unlabeled = module.unlabeled_training
-    unlabeled = None if wants_unlabeled is None else (pool.unlabeled_indices, wants_unlabeled)
-    datamodule = datamodule_for(
-        data, pool.labeled_indices, unlabeled, synthetic, module.labeled_sample_ids, **cfg.loader
-    )
-    selector: Selector = build(cfg.method.selector)
-    request = selection_request(datamodule, pool, budget, cfg.seed, stage, data)
-    selector.request(request)
+    datamodule = stage_datamodule(experiment, pool, module, synthetic)
+    selector = experiment.make_selector()
+    selector.request(selection_request(datamodule, pool, experiment, stage))
     callbacks = [
         EpochProgressCallback(progress, f"stage {stage}: {len(pool.labeled_indices)} labels"),
         epoch_logger,
-        *([BestValidationWeights()] if cfg.eval_model == "best_val" else []),
-        *configured_callbacks(cfg.callbacks),
+        *([BestValidationWeights()] if experiment.best_val else []),
+        *experiment.make_callbacks(),
         selector,
     ]
-    trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks)
+    trainer = experiment.make_trainer(callbacks)
     start = time.perf_counter()
     signals.enter("training", stage)
     try:
@@ -237,55 +190,51 @@ def run_stage(
     if selector.selection is None:
         raise ConfigError(
             f"stage {stage}: training ended before it started (trainer.max_epochs="
-            f"{cfg.trainer.get('max_epochs')}), so nothing was selected; train at least one epoch"
+            f"{trainer.max_epochs}), so nothing was selected; train at least one epoch"
         )
     signals.enter("testing")
     test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    keep_weights = not cfg.reinit_each_stage
     return StageOutcome(
         test_metrics=test_metrics,
         selection=selector.selection,
         epochs=trainer.current_epoch,
         train_seconds=fit_seconds - selector.selection.seconds,
-        model_state=module.state_dict() if keep_weights else None,
+        model_state=module.state_dict() if experiment.keep_weights else None,
         module=module,
         strategy=trainer.strategy,
     )
 
 
-def configured_callbacks(callbacks_cfg: DictConfig | None) -> list[pl.Callback]:
-    """Fresh instances of the `callbacks` group's entries (name → `_target_` node) for one
-    stage's Trainer; an entry set to null is left out."""
-    return [build(node) for node in (callbacks_cfg or {}).values() if node is not None]
-
-
-def build_module(cfg: DictConfig, num_classes: int) -> pl.LightningModule:
-    """A fresh task module of the configured method around a fresh backbone, for the
-    dataset's task."""
-    scheduler = build(cfg.scheduler) if cfg.scheduler is not None else None
-    return build(
-        cfg.method.module,
-        backbone=build(cfg.model),
-        optimizer=build(cfg.optimizer),
-        scheduler=scheduler,
-        num_classes=num_classes,
-        task=build(cfg.dataset.task),
+def stage_datamodule(
+    experiment: Experiment, pool: Pool, module: TaskModule, synthetic: SyntheticPairs | None
+) -> ALDataModule:
+    """The stage's loaders: labeled (and synthetic) pairs, and unlabeled batches for a module
+    that trains on them."""
+    wants_unlabeled = module.unlabeled_training
+    unlabeled = None if wants_unlabeled is None else (pool.unlabeled_indices, wants_unlabeled)
+    return datamodule_for(
+        experiment.data,
+        pool.labeled_indices,
+        unlabeled,
+        synthetic,
+        module.labeled_sample_ids,
+        **experiment.loader,
     )
 
 
 def selection_request(
-    datamodule: ALDataModule, pool: Pool, budget: Budget, seed: int, stage: int, data: ALData
+    datamodule: ALDataModule, pool: Pool, experiment: Experiment, stage: int
 ) -> SelectionRequest:
     """The candidates and labeled samples of this stage, and the labeled ones' sample-level
     labels (the task's: classes, or the classes each mask holds)."""
-    candidates = pool.candidates(budget.subset, seed, stage)
+    candidates = pool.candidates(experiment.budget.subset, experiment.seed, stage)
     return SelectionRequest(
         candidates=datamodule.inputs_loader(candidates),
         labeled=datamodule.inputs_loader(datamodule.labeled_indices),
         candidate_indices=torch.from_numpy(candidates),
-        query=budget.query,
-        seed=derived_seed(seed, stage, "select"),
-        labeled_labels=labeled_sample_labels(data, datamodule.labeled_indices),
+        query=experiment.budget.query,
+        seed=derived_seed(experiment.seed, stage, "select"),
+        labeled_labels=labeled_sample_labels(experiment.data, datamodule.labeled_indices),
     )
 
 
@@ -307,44 +256,30 @@ class StageState:
 
 def finish_stage(
     store: RunStore,
-    data: ALData,
+    experiment: Experiment,
     state: StageState,
-    stop_rule: StopRule | None,
     stage: int,
     outcome: StageOutcome,
-    cfg: DictConfig,
 ) -> dict:
     """Label the picks (and let a module that stores synthetic pairs make theirs), check every
-    rank did the same, then persist picks, pool, synthetic pairs and records (with the
-    selector's stage metrics, `n_synthetic`, `tied_picks` and, when a stopping rule fires,
-    `stopped`: why):
-    the stage is finished."""
-    pool, records = state.pool, state.records
+    rank did the same, then persist picks, pool, synthetic pairs and the stage's record: the
+    stage is finished."""
+    data, pool = experiment.data, state.pool
     labeled = pool.labeled_indices
-    labeled_counts = data.task.class_counts(data.pool_targets, labeled, data.num_classes)
     trained_on_synthetic = len(state.synthetic)
     picks = outcome.selection.indices.numpy()
     pool.label(picks, stage=stage + 1)
-    batch_size = cfg.loader.eval_batch_size
+    batch_size = experiment.loader["eval_batch_size"]
     signals.enter("synthesis")
     synthesize_picks(outcome.module, data, picks, state.synthetic, stage + 1, batch_size)
     check_same_pool(outcome.strategy, pool.labelled_at, stage)
-    record = stage_record(
-        stage,
-        len(labeled),
-        labeled_counts,
+    counts = (
+        data.task.class_counts(data.pool_targets, labeled, data.num_classes),
         data.task.class_counts(data.pool_targets, picks, data.num_classes),
-        outcome.test_metrics,
-        outcome.epochs,
-        outcome.train_seconds,
-        outcome.selection.seconds,
     )
-    record["n_synthetic"] = trained_on_synthetic
-    record["tied_picks"] = outcome.selection.tied_picks
-    record.update(outcome.selection.metrics)
-    reason = None if stop_rule is None else stop_rule.reason(record)
-    if reason is not None:
-        record["stopped"] = reason
+    record = stage_record(
+        stage, len(labeled), counts, outcome, trained_on_synthetic, experiment.stop_rule
+    )
     signals.enter("saving")
     with signals.deferred():  # the stage's files are written whole, or the stage is redone
         picked_labels = data.task.pick_labels(data.pool_targets, picks)
@@ -353,7 +288,7 @@ def finish_stage(
         store.save_stage(
             stage,
             pool.labelled_at,
-            [*records, record],
+            [*state.records, record],
             outcome.model_state,
             state.synthetic.state_dict(),
         )

@@ -13,6 +13,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from rich.console import Console
 from rich.table import Table
 
+from al.stop import StopRule
 from al.tasks import Task
 
 
@@ -26,24 +27,33 @@ def count_entropy(counts: list[int]) -> float:
 def stage_record(
     stage: int,
     n_labeled: int,
-    labeled_counts: list[int],
-    picked_counts: list[int],
-    test_metrics: dict[str, float],
-    epochs: int,
-    train_seconds: float,
-    select_seconds: float,
+    counts: tuple[list[int], list[int]],
+    outcome,
+    n_synthetic: int,
+    stop_rule: StopRule | None,
 ) -> dict:
-    """One row of results.jsonl: `n_labeled` is what this stage's model was trained on; the
-    class counts are the task's (samples per class, or labeled pixels per class)."""
+    """One row of results.jsonl, whole: `n_labeled` is what this stage's model was trained on
+    (besides `n_synthetic` synthetic pairs); `counts` are the task's class counts of the
+    labeled samples and of the picks (samples, or labeled pixels, per class); `outcome` (the
+    loop's StageOutcome) gives the test metrics, epochs, timings and the selection's tie count
+    and stage metrics; `stopped` says why `stop_rule` ends the run here, when it does."""
+    selection = outcome.selection
     record = {"stage": stage, "n_labeled": n_labeled}
-    record.update({key: float(value) for key, value in sorted(test_metrics.items())})
-    record["epochs"] = epochs
-    record["train_seconds"] = round(train_seconds, 3)
-    record["select_seconds"] = round(select_seconds, 3)
+    record.update({key: float(value) for key, value in sorted(outcome.test_metrics.items())})
+    record["epochs"] = outcome.epochs
+    record["train_seconds"] = round(outcome.train_seconds, 3)
+    record["select_seconds"] = round(selection.seconds, 3)
+    labeled_counts, picked_counts = counts
     record["class_counts"] = list(labeled_counts)
     record["class_entropy"] = count_entropy(record["class_counts"])
     record["pick_class_counts"] = list(picked_counts)
     record["pick_entropy"] = count_entropy(record["pick_class_counts"])
+    record["n_synthetic"] = n_synthetic
+    record["tied_picks"] = selection.tied_picks
+    record.update(selection.metrics)
+    reason = None if stop_rule is None else stop_rule.reason(record)
+    if reason is not None:
+        record["stopped"] = reason
     return record
 
 

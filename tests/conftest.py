@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -19,6 +20,10 @@ from fake_data import (
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torchvision import datasets
+
+from al.budget import Budget
+from al.build import build_experiment
+from al.data import ALData
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -80,6 +85,14 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
+def experiment_for(cfg: DictConfig, data: ALData | None = None, budget: Budget | None = None):
+    """`cfg`'s Experiment, with `data` and `budget` in place of its own where given."""
+    changes = {"data": data, "budget": budget}
+    return dataclasses.replace(
+        build_experiment(cfg), **{key: value for key, value in changes.items() if value}
+    )
+
+
 def compose_config(*overrides: str) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
@@ -119,10 +132,10 @@ def killed_run(cfg: DictConfig, run_dir: Path, monkeypatch, stage: int, finished
 
     finish_stage = al.loop.finish_stage
 
-    def finish_or_die(store, data, state, budget, this_stage, outcome, cfg):
+    def finish_or_die(store, experiment, state, this_stage, outcome):
         if this_stage == stage and not finished:
             raise KeyboardInterrupt(f"killed during stage {stage}")
-        record = finish_stage(store, data, state, budget, this_stage, outcome, cfg)
+        record = finish_stage(store, experiment, state, this_stage, outcome)
         if this_stage == stage:
             raise KeyboardInterrupt(f"killed after stage {stage}")
         return record

@@ -13,8 +13,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from al.budget import Budget
+from al.build import build_data, build_module
 from al.errors import ConfigError
-from al.loop import build_data, build_module, run, run_stage
+from al.loop import run, run_stage
 from al.methods.ads import (
     STEP_ROLES,
     AdsModule,
@@ -30,6 +31,8 @@ from al.models.mlp import MLP
 from al.pool import Pool
 from al.progress import stage_progress
 from al.sinks import EpochMetricsCallback, Sink
+
+from conftest import experiment_for
 
 SGD = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=5e-4)
 
@@ -310,7 +313,7 @@ def test_a_stage_trains_on_the_unlabeled_loader_without_labels(tiny_config, monk
     budget = Budget(initial=30, query=10, stages=1, subset=60)
     pool = Pool.with_initial(len(data.pool_targets), budget.initial, cfg.seed)
     logger = EpochMetricsCallback(Sink(), stage=0, epochs_before=0)
-    outcome = run_stage(cfg, data, pool, budget, 0, None, logger, stage_progress())
+    outcome = run_stage(experiment_for(cfg, data, budget), pool, 0, None, logger, stage_progress())
     datamodule = seen[0][0]
     assert datamodule.unlabeled_training is outcome.module.unlabeled_training
     unlabeled = torch.cat([batch["unlabeled"][1] for _, batch in seen]).numpy()

@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from al.build import build_module
 from al.errors import ConfigError
-from al.loop import build_module, run
+from al.loop import run
 from al.methods.bald import BaldSelector, bald, max_entropy, variation_ratios
 from al.methods.classifier import ClassifierModule
 from al.methods.selector import SelectionRequest

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from al.build import build_data
 from al.data.cityscapes import (
     MEAN,
     STD,
@@ -18,7 +19,6 @@ from al.data.cityscapes import (
     label_id_to_train_id,
 )
 from al.errors import ConfigError
-from al.loop import build_data
 
 from conftest import compose_config
 

@@ -13,9 +13,9 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from al.budget import Budget
-from al.checks import check_built_options
+from al.build import build_data, build_module
+from al.checks import check_built_options, check_task
 from al.errors import ConfigError, build
-from al.loop import build_data, build_module, check_task
 from al.models.cnn import SmallCNN
 from al.models.mlp import MLP
 from al.models.resnet import ResNet18

@@ -14,14 +14,15 @@ import pytest
 import torch
 
 from al.budget import Budget
+from al.build import build_data
 from al.data import ALData
-from al.loop import build_data, run_stage
+from al.loop import run_stage
 from al.methods.selector import Selection, SelectionRequest, Selector
 from al.pool import UNLABELED, Pool
 from al.progress import stage_progress
 from al.sinks import EpochMetricsCallback, Sink
 
-from conftest import FASTER, options
+from conftest import FASTER, experiment_for, options
 
 QUERY = 10
 SUBSET = 60
@@ -50,12 +51,18 @@ def two_stages(cfg, data: ALData, poisons=()) -> list[Selection]:
     """Stages 0 and 1 as the loop runs them (the oracle labels the picks truthfully in
     between); stage k sees the labels of its unlabeled samples replaced by `poisons[k]`'s."""
     pool = Pool.with_initial(len(data.pool_targets), BUDGET.initial, cfg.seed)
+    experiment = experiment_for(cfg, data, BUDGET)
     selections = []
     for stage in range(BUDGET.stages):
         stage_data = poisoned(data, pool, poisons[stage]) if poisons else data
         epoch_logger = EpochMetricsCallback(Sink(), stage=stage, epochs_before=0)
         outcome = run_stage(
-            cfg, stage_data, pool, BUDGET, stage, None, epoch_logger, stage_progress()
+            dataclasses.replace(experiment, data=stage_data),
+            pool,
+            stage,
+            None,
+            epoch_logger,
+            stage_progress(),
         )
         picks = outcome.selection.indices
         assert len(picks) == QUERY and len(torch.unique(picks)) == QUERY
@@ -218,7 +225,7 @@ def test_candidate_and_labeled_loaders_yield_global_indices_not_labels(tiny_conf
     data = build_data(cfg.dataset)
     pool = Pool.with_initial(len(data.pool_targets), BUDGET.initial, cfg.seed)
     epoch_logger = EpochMetricsCallback(Sink(), stage=0, epochs_before=0)
-    run_stage(cfg, data, pool, BUDGET, 0, None, epoch_logger, stage_progress())
+    run_stage(experiment_for(cfg, data, BUDGET), pool, 0, None, epoch_logger, stage_progress())
     x, indices = SpySelector.seen["candidates"]
     assert x.shape[1:] == (1, 8, 8)
     assert torch.equal(indices, torch.from_numpy(pool.candidates(SUBSET, cfg.seed, 0))[: len(x)])

@@ -12,11 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
+from al.build import build_data
 from al.data import datamodule_for
 from al.data.folders import caltech101, image_folder
 from al.data.torchvision_data import cifar10, cifar100, fashion_mnist, mnist, svhn
 from al.errors import ConfigError
-from al.loop import build_data, run
+from al.loop import run
 
 from conftest import TINY_STAGES, compose_config
 

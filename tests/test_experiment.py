@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import al.loop
+import al.build
 from al.errors import ConfigError, NonFiniteLossError
 from al.loop import run
 
@@ -143,15 +143,20 @@ def test_bad_budget_fails_before_any_work(tiny_config, tmp_path, override, messa
 def test_nan_loss_stops_naming_the_stage_and_keeps_finished_stages(
     tiny_config, tmp_path, monkeypatch
 ):
-    build_module = al.loop.build_module
+    module_factory = al.build.module_factory
 
-    def diverging_from_stage_1(cfg, num_classes):
-        module = build_module(cfg, num_classes)
-        if (tmp_path / "state" / "stage_000.pt").exists():
-            module.optimizer_factory = functools.partial(torch.optim.SGD, lr=1e30)
-        return module
+    def diverging_from_stage_1(cfg, num_classes, task):
+        make_module = module_factory(cfg, num_classes, task)
 
-    monkeypatch.setattr(al.loop, "build_module", diverging_from_stage_1)
+        def make_diverging_module():
+            module = make_module()
+            if (tmp_path / "state" / "stage_000.pt").exists():
+                module.optimizer_factory = functools.partial(torch.optim.SGD, lr=1e30)
+            return module
+
+        return make_diverging_module
+
+    monkeypatch.setattr(al.build, "module_factory", diverging_from_stage_1)
     with pytest.raises(NonFiniteLossError, match=r"stage 1: training loss is (nan|inf)"):
         run(tiny_config(), tmp_path)
     assert [r["stage"] for r in read_results(tmp_path)] == [0]

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
+from al.build import build_module
 from al.errors import ConfigError, DataError
-from al.loop import build_module
 from al.methods.discriminator import discriminator_metrics
 from al.methods.m2 import LatentPools, M2Module, distance_sums
 from al.methods.m2_latent_diverse import class_quotas, diverse_picks

@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from al.build import build_module
 from al.data.datamodule import MemberOrders, MemberOrderSampler
 from al.errors import ConfigError, build
-from al.loop import build_module, run
+from al.loop import run
 from al.methods.classifier import ClassifierModule
 from al.methods.qbc import (
     DISAGREEMENTS,

@@ -14,12 +14,14 @@ import torch.nn.functional as F
 from hydra.utils import get_class, instantiate
 
 from al.budget import Budget
+from al.build import build_data
+from al.checks import check_task
 from al.data import ALData
 from al.data.base import PixelStats
 from al.data.segmentation import MaskArray, MaskTargets, SegmentationTransforms
 from al.data.shapes import shapes_seg
 from al.errors import ConfigError, build
-from al.loop import build_data, check_task, run, run_stage
+from al.loop import run, run_stage
 from al.methods.bald import bald, max_entropy, variation_ratios
 from al.methods.dast_al import log_epmcm_bound, pixel_log_bounds
 from al.methods.entropy import EntropySelector, entropy
@@ -32,7 +34,7 @@ from al.sinks import EpochMetricsCallback, Sink
 from al.tasks import supported_tasks
 from al.tasks.segmentation import Segmentation
 
-from conftest import FASTER, compose_config, options, read_results
+from conftest import FASTER, compose_config, experiment_for, options, read_results
 
 SEG_TINY = [
     "dataset=shapes_seg",
@@ -251,7 +253,8 @@ def test_picks_are_blind_to_the_masks_of_unlabeled_images(method):
         pool = Pool.with_initial(len(data.pool_targets), budget.initial, cfg.seed)
         stage_data = stage_data or poisoned_masks(data, pool)
         logger = EpochMetricsCallback(Sink(), stage=0, epochs_before=0)
-        outcome = run_stage(cfg, stage_data, pool, budget, 0, None, logger, stage_progress())
+        experiment = experiment_for(cfg, stage_data, budget)
+        outcome = run_stage(experiment, pool, 0, None, logger, stage_progress())
         picks.append((outcome.selection.indices, outcome.selection.scores))
     assert torch.equal(picks[0][0], picks[1][0])
     assert torch.equal(picks[0][1], picks[1][1])

@@ -11,10 +11,10 @@ import torch
 from rich.console import Console
 
 from al.budget import Budget
+from al.build import build_data
 from al.data import UnlabeledTraining, datamodule_for
 from al.errors import ConfigError
 from al.initial import KCenterSettings, initial_indices
-from al.loop import build_data
 from al.pool import Pool
 from al.results import print_pick_classes
 

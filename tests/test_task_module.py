@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from al.build import build_module
 from al.errors import ConfigError
-from al.loop import build_module
 from al.methods.module import ManualSteps, TaskModule
 from al.methods.qbc import CommitteeModule
 

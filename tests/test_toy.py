@@ -8,8 +8,8 @@ import torch
 from hydra.utils import instantiate
 
 import al.methods.vaal
+from al.build import build_module
 from al.errors import ConfigError
-from al.loop import build_module
 from al.methods.selector import SelectionRequest
 from al.methods.ta_vaal import TaVaalSelector
 from al.models.loss_prediction import LossPredictionModule

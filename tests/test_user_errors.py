@@ -11,8 +11,9 @@ import pytest
 from fake_data import write_image_folders
 from lightning_fabric.plugins.environments import SLURMEnvironment
 
+from al.build import build_data
 from al.errors import ConfigError, DataError, NonFiniteLossError, UserError, report_user_errors
-from al.loop import build_data, run
+from al.loop import run
 from al.runtime.notices import quiet_notices
 
 from conftest import TINY, compose_config, finished, start_train

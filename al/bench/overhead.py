@@ -27,9 +27,9 @@ from al import CONF_DIR
 from al.bench.figures import Figure, timed
 from al.bench.loader import fake_data
 from al.bench.settings import Settings
+from al.build import build_data, build_module
 from al.data import ALData, ALDataModule, datamodule_for
 from al.errors import build
-from al.loop import build_data, build_module
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from torch.utils.data import Dataset
 
 from al.bench.overhead import stage_config
 from al.bench.settings import Settings
+from al.build import build_module
 from al.data import ALDataModule
 from al.data.base import PoolInputs, TensorInputs
-from al.loop import build_module
 from al.methods.selector import SelectionRequest
 
 SHAPE = (1, 8, 8)  # digits-sized inputs for the default SmallCNN

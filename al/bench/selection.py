@@ -16,9 +16,9 @@ from al.bench.kcenter_figures import kcenter_figures
 from al.bench.overhead import stage_config
 from al.bench.pools import in_memory_inputs, request_for, task_module
 from al.bench.settings import Settings
+from al.build import build_module
 from al.data.base import TensorInputs
 from al.errors import build
-from al.loop import build_module
 from al.methods.coreset import CoresetSelector
 from al.methods.entropy import EntropySelector
 from al.methods.least_confidence import LeastConfidenceSelector

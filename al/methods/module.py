@@ -15,6 +15,9 @@ here with their defaults:
 - `single_device`: the training step cannot run data-parallel (refused under DDP);
 - `trains_loss_prediction`: the module can train a loss prediction module jointly
   (`lpm_on_all_methods=true`); the others refuse that switch in one line.
+
+The loop sets `stage`, the AL stage the module trains for (0: before the first acquisition),
+before fitting it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class TaskModule(pl.LightningModule):
     labeled_sample_ids: bool = False
     stores_synthetic: bool = False
     single_device: bool = False
+    stage: int = 0
 
     def __init__(
         self,
@@ -98,8 +102,11 @@ class TaskModule(pl.LightningModule):
         per term and step would cost each step Lightning's result collection)."""
         means = self.epoch_means.means(lambda sums: self.trainer.strategy.reduce(sums, None, "sum"))
         for name, value in means.items():
-            # Equal on every rank already: sync_dist keeps Lightning from warning under DDP.
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, sync_dist=True)
+            # Equal on every rank already: sync_dist keeps Lightning from warning under DDP;
+            # logged once an epoch, so the batch size that would weigh it is moot.
+            self.log(
+                f"train/{name}", value, on_step=False, on_epoch=True, sync_dist=True, batch_size=1
+            )
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch

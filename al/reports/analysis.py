@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from al.build import build_data
 from al.errors import ConfigError, DataError, report_user_errors
-from al.loop import build_data
 from al.methods.dast_al import log_epmcm_bound
 from al.reports.replay import retrain_stage, saved_picks
 from al.runtime.notices import quiet_notices

@@ -26,9 +26,9 @@ from omegaconf import OmegaConf
 from scipy.stats import spearmanr
 
 from al.budget import Budget
+from al.build import build_data
 from al.data import datamodule_for
 from al.errors import ConfigError, report_user_errors
-from al.loop import build_data
 from al.models.loss_prediction import LossPredictionModule, hinge_pair_loss
 from al.reports.replay import retrain_stage
 from al.runtime.notices import quiet_notices

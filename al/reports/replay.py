@@ -3,11 +3,12 @@ reports that need the model a stage selected with (analyses, sample grids, the t
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from al.budget import Budget
+from al.build import build_experiment
 from al.loop import run_stage
 from al.pool import UNLABELED, Pool
 from al.progress import stage_progress
@@ -30,12 +31,10 @@ def retrain_stage(cfg, data, run_dir: Path, stage: int) -> tuple:
     labelled_at = snapshot["labelled_at"]
     pool = Pool(len(labelled_at))
     pool.load_state_dict({"labelled_at": np.where(labelled_at <= stage, labelled_at, UNLABELED)})
-    budget = Budget(**cfg.budget).resolve(len(labelled_at))
+    experiment = dataclasses.replace(build_experiment(cfg), data=data)
     epoch_logger = EpochMetricsCallback(Sink(), stage, 0)
     synthetic = synthetic_before(snapshot.get("synthetic"), stage)
-    outcome = run_stage(
-        cfg, data, pool, budget, stage, None, epoch_logger, stage_progress(), synthetic
-    )
+    outcome = run_stage(experiment, pool, stage, None, epoch_logger, stage_progress(), synthetic)
     picks = outcome.selection.indices.numpy()
     if not np.array_equal(picks, saved_picks(run_dir, stage)):
         raise RuntimeError(f"retraining stage {stage} in {run_dir} did not reproduce its picks")

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from al.build import build_data
 from al.data import ALData
 from al.errors import ConfigError, DataError, report_user_errors
-from al.loop import build_data
 from al.reports.replay import retrain_stage
 from al.runtime.notices import quiet_notices
 from al.store import RunStore

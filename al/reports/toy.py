@@ -25,7 +25,8 @@ from scipy.spatial.distance import cdist, pdist
 from sklearn.svm import SVC
 
 from al import CONF_DIR
-from al.loop import build_data, run
+from al.build import build_data
+from al.loop import run
 from al.reports.replay import retrain_stage
 from al.runtime.notices import quiet_notices
 

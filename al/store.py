@@ -32,13 +32,15 @@ from al.runtime.distributed import is_global_zero
 
 log = logging.getLogger(__name__)
 
-# Keys that may change between the runs sharing a directory: where to log, how many stages
+# Keys that may change between the runs sharing a directory: where to log, the root folders
+# (`paths`: the dataset's own `root` is compared, resolved), how many stages
 # (rerunning with more stages extends a finished run), the stopping rule (switching it off
 # extends a run it stopped; the budget keys are where runs made before `stop` kept it) and what
 # the end of a run prints (class names included: a run from before they were declared still
 # resumes).
 RESUMABLE_KEYS = (
     "logger",
+    "paths",
     "dataset.class_names",
     "budget.stages",
     "stop",

@@ -64,12 +64,19 @@ def test_the_rule_needs_a_method_that_reports_its_metric(tiny_config, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_run_saved_with_the_budget_s_old_stopping_keys_resumes():
-    current = compose_config()
-    saved = OmegaConf.to_container(current)
+def test_a_run_saved_before_stop_callbacks_and_paths_existed_resumes():
+    """Its config held the budget's stopping keys and no `stop`, `callbacks` or `paths`; the
+    dataset's resolved root is still compared."""
+    current = compose_config("dataset=mnist")
+    saved = OmegaConf.to_container(current, resolve=True)
     saved["budget"] |= {"stop_when_discriminator_chance": False, "chance_tolerance": 0.05}
-    del saved["stop"]
+    for key in ("stop", "callbacks", "paths"):
+        del saved[key]
     assert config_differences(OmegaConf.create(saved), current) == []
+    saved["dataset"]["root"] = "elsewhere"
+    assert config_differences(OmegaConf.create(saved), current) == [
+        "dataset.root: 'elsewhere' → 'data'"
+    ]
 
 
 def test_a_configured_callback_applies_to_every_stage_s_trainer(tiny_config, tmp_path):

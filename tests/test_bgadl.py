@@ -12,12 +12,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from fake_data import write_idx
 
-import al.loop
+from al.build import build_data
 from al.data import PixelStats, datamodule_for
 from al.errors import ConfigError
-from al.loop import build_data, run, run_stage
+from al.loop import run, run_stage
 from al.methods.bgadl import (
     BgadlModule,
     discriminator_loss,
@@ -34,7 +35,7 @@ from al.sinks import EpochMetricsCallback, Sink
 from al.store import RunStore
 from al.synthetic import SyntheticPairs
 
-from conftest import FASTER, killed_run, read_results, without_timings
+from conftest import FASTER, experiment_for, killed_run, read_results, without_timings
 
 BGADL = ["method=bgadl", *FASTER["bgadl"]]
 
@@ -65,6 +66,7 @@ def small_module(synthesis: str = "on_the_fly", dropout: float = 0.5, **options)
     )
     module.pixel_stats = PixelStats((0.3,), (0.4,))
     module.manual_backward = lambda loss: loss.backward()  # no trainer: plain autograd
+    module.stage = 1  # after the first acquisition: the VAE-ACGAN trains
     return module
 
 
@@ -125,12 +127,17 @@ def one_stage(cfg):
     data = build_data(cfg.dataset)
     pool = Pool.with_initial(len(data.pool_targets), 20, cfg.seed)
     epoch_logger = EpochMetricsCallback(Sink(), stage=0, epochs_before=0)
-    budget = al.loop.check_config(cfg).resolve(len(data.pool_targets))
-    return run_stage(cfg, data, pool, budget, 0, None, epoch_logger, stage_progress())
+    return run_stage(experiment_for(cfg, data), pool, 0, None, epoch_logger, stage_progress())
 
 
-def test_without_synthesis_it_trains_exactly_balds_classifier(tiny_config):
-    bgadl = one_stage(tiny_config(*BGADL, "method.module.synthesis=none"))
+@pytest.mark.parametrize("synthesis", ["none", "on_the_fly", "stored"])
+def test_without_synthesis_or_at_stage_0_it_trains_exactly_balds_classifier(
+    tiny_config, synthesis
+):
+    """`synthesis=none`, and before the first acquisition any synthesis (`first_stage:
+    classifier_only`, the code's), train BALD's classifier to the same weights and picks: the
+    VAE-ACGAN draws its initial weights from a stream of its own."""
+    bgadl = one_stage(tiny_config(*BGADL, f"method.module.synthesis={synthesis}"))
     bald = one_stage(tiny_config("method=bald", *FASTER["bald"], "trainer.max_epochs=2"))
     for name, weights in bald.module.state_dict().items():
         assert torch.equal(bgadl.module.state_dict()[name], weights), name
@@ -287,15 +294,58 @@ def test_the_weight_decay_per_sample_applies_with_and_without_synthesis(synthesi
     assert {id(p) for p in parameters} == {id(p) for p in module.backbone.parameters()}
 
 
+def stepping(module: BgadlModule, stage: int) -> BgadlModule:
+    """`module` ready for `training_step` by hand at `stage`: its own optimizers, no logging."""
+    module.log = lambda *args, **kwargs: None
+    module.stage = stage
+    optimizers = module.configure_optimizers()
+    optimizers = optimizers[0] if isinstance(optimizers, tuple) else [optimizers]
+    module.optimizers = lambda: optimizers
+    return module
+
+
+def test_the_first_stage_trains_the_classifier_alone_unless_joint():
+    """Before the first acquisition only the classifier moves (the code builds its VAE-ACGAN
+    after it); from stage 1, or with `first_stage=joint`, every network does."""
+    everything = {"encoder", "generator", "real_fake", "backbone"}
+    x, y = torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    for options, stage, expected in (
+        ({}, 0, {"backbone"}),
+        ({}, 1, everything),
+        ({"first_stage": "joint"}, 0, everything),
+    ):
+        module = stepping(small_module(**options), stage)
+        before = {name: p.detach().clone() for name, p in module.named_parameters()}
+        module.training_step((x, y), 0)
+        assert moved(module, before) == expected, (options, stage)
+
+
+def test_the_synthetic_weight_scales_the_classifier_s_losses_on_generated_images():
+    """L_C = CE(x) + w·(CE(g(z, y)) + CE(g(e(x), y))): w = 0 leaves the real term alone, and
+    L_C is linear in w."""
+    x, y = torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    losses = {}
+    for weight in (0.0, 0.1, 1.0):
+        module = small_module(synthetic_weight=weight)
+        real = module.to_image(x)
+        fake, made = module.generate(real, y, torch.randn(6, 100))
+        optimizers = module.configure_optimizers()[0][2:]
+        _, losses[weight], logits = module.update_discriminator_and_classifier(
+            x, y, real, fake.detach(), made.detach(), optimizers
+        )
+        if weight == 0.0:
+            assert torch.allclose(losses[weight], F.cross_entropy(logits, y))
+    synthetic = losses[1.0] - losses[0.0]
+    assert synthetic > 0
+    assert torch.allclose(losses[0.1] - losses[0.0], 0.1 * synthetic, atol=1e-5)
+
+
 @functools.cache
 def one_training_step(discriminator_fakes: str):
     """One training step on a fixed batch; the generator's (z, output) per call in order, the
     D/C step's fake and reconstructed inputs, and the module (made once per option: read,
     never changed, by the tests)."""
-    module = small_module(discriminator_fakes=discriminator_fakes)
-    module.log = lambda *args, **kwargs: None
-    optimizers = module.configure_optimizers()[0]
-    module.optimizers = lambda: optimizers
+    module = stepping(small_module(discriminator_fakes=discriminator_fakes), stage=1)
     calls, read = [], {}
     module.generator.register_forward_hook(
         lambda net, inputs, output: calls.append((inputs[0].clone(), output.detach().clone()))
@@ -359,6 +409,7 @@ def test_rgb_images_at_32_pixels_run_every_update():
     module.pixel_stats = PixelStats((0.49, 0.48, 0.45), (0.2, 0.2, 0.2))
     module.manual_backward = lambda loss: loss.backward()
     module.log = lambda *args, **kwargs: None
+    module.stage = 1
     encoder_opt, generator_opt, real_fake_opt, classifier_opt = module.configure_optimizers()[0]
     x, y = torch.randn(4, 3, 32, 32), torch.arange(4)
     real = module.to_image(x)

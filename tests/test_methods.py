@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from al.build import build_data, build_module
 from al.data import datamodule_for
 from al.errors import ConfigError, build
-from al.loop import build_data, build_module, run
+from al.loop import run
 from al.tasks import Classification
 
 from conftest import FASTER, compose_config, options
@@ -125,7 +126,9 @@ EPOCH_TERMS = {
 
 @pytest.mark.parametrize("method", sorted(EPOCH_TERMS))
 def test_modules_with_their_own_step_log_one_row_of_means_per_epoch(tiny_config, tmp_path, method):
-    cfg = tiny_config(f"method={method}", "logger=csv", "budget.stages=1", *FASTER[method])
+    # bgadl's stage 0 trains its classifier alone (first_stage: classifier_only, the code's)
+    joint = ["method.module.first_stage=joint"] if method == "bgadl" else []
+    cfg = tiny_config(f"method={method}", "logger=csv", "budget.stages=1", *FASTER[method], *joint)
     cfg.trainer.max_epochs = 2
     run(cfg, tmp_path)
     rows = (tmp_path / "train_metrics.csv").read_text().splitlines()

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,11 +35,14 @@ from al.methods.module import (
 from al.models.backbone import Backbone
 from al.models.vae import reparameterize
 from al.models.vae_acgan import Encoder, Generator, RealFakeDiscriminator, gan_init
+from al.options import NonNegativeFloat
 from al.tasks import Task
 
 SYNTHESES = ("on_the_fly", "stored", "none")
 SYNTHETIC_BATCHNORMS = ("running", "joint", "own_batch")
 DISCRIMINATOR_FAKES = ("regenerated", "reused")
+FIRST_STAGES = ("classifier_only", "joint")
+VAE_ACGAN_STREAM = 0xB6AD  # mixed into the stage's seed for E, G and D's initialisation
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,11 @@ class BgadlModule(ManualSteps, TaskModule):
     follow) or `own_batch` (each generated batch by its own statistics, running ones frozen).
     `discriminator_fakes`: the D/C step's g(z, y) and g(e(x), y), `regenerated` by G after its
     update (the code) or `reused` from G's step.
+
+    `first_stage`: `classifier_only` trains the classifier alone before the first acquisition
+    (stage 0; the code builds its VAE-ACGAN only after it), `joint` with the VAE-ACGAN from
+    stage 0. `synthetic_weight` weighs the classifier's losses on g(z, y) and g(e(x), y) in L_C
+    (the code: 1).
     """
 
     def __init__(
@@ -113,6 +122,8 @@ class BgadlModule(ManualSteps, TaskModule):
         weight_decay_per_sample: float | None = None,
         synthetic_batchnorm: str = "running",
         discriminator_fakes: str = "regenerated",
+        first_stage: str = "classifier_only",
+        synthetic_weight: NonNegativeFloat = 0.1,
         task: Task | None = None,
         train_loss_prediction: bool = False,
     ) -> None:
@@ -121,6 +132,7 @@ class BgadlModule(ManualSteps, TaskModule):
             ("synthesis", synthesis, SYNTHESES),
             ("synthetic_batchnorm", synthetic_batchnorm, SYNTHETIC_BATCHNORMS),
             ("discriminator_fakes", discriminator_fakes, DISCRIMINATOR_FAKES),
+            ("first_stage", first_stage, FIRST_STAGES),
         ):
             if value not in allowed:
                 raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
@@ -138,13 +150,21 @@ class BgadlModule(ManualSteps, TaskModule):
         self.weight_decay_per_sample = weight_decay_per_sample
         self.synthetic_batchnorm = synthetic_batchnorm
         self.discriminator_fakes = discriminator_fakes
+        self.first_stage, self.synthetic_weight = first_stage, synthetic_weight
         self.generative_optimizer = GenerativeOptimizer(**(generative_optimizer or {}))
         self.pixel_stats: PixelStats | None = None
         if synthesis != "none":
-            channels = input_shape[0]
-            self.encoder = Encoder(channels, image_size, latent_dim)
-            self.generator = Generator(channels, image_size, latent_dim, num_classes)
-            self.real_fake = RealFakeDiscriminator(channels, image_size)
+            self.build_vae_acgan(input_shape[0], num_classes)
+
+    def build_vae_acgan(self, channels: int, num_classes: int) -> None:
+        """E, G and D, initialised from a stream of their own (derived from the stage's seed):
+        the draws that follow, the data order among them, are those of `synthesis=none`."""
+        seed = np.random.SeedSequence([torch.initial_seed(), VAE_ACGAN_STREAM])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed.generate_state(1, np.uint64)[0]))
+            self.encoder = Encoder(channels, self.image_size, self.latent_dim)
+            self.generator = Generator(channels, self.image_size, self.latent_dim, num_classes)
+            self.real_fake = RealFakeDiscriminator(channels, self.image_size)
             for net in (self.encoder, self.generator, self.real_fake):
                 net.apply(gan_init)
 
@@ -176,6 +196,9 @@ class BgadlModule(ManualSteps, TaskModule):
         x, y = batch
         if self.synthesis == "none":
             return self.classifier_step(x, y, batch_idx)
+        if self.classifier_alone:
+            self.apply_update(self.classifier_step(x, y, batch_idx), *self.optimizer_list())
+            return None
         encoder_opt, generator_opt, real_fake_opt, classifier_opt = self.optimizers()
         real = self.to_image(x)
         z = torch.randn(len(y), self.latent_dim, device=x.device)
@@ -253,23 +276,29 @@ class BgadlModule(ManualSteps, TaskModule):
         logits, *synthetic_logits = self.classify_real_and_synthetic(x, *images)
         c_loss = F.cross_entropy(logits, y)
         for batch_logits in synthetic_logits:
-            c_loss = c_loss + F.cross_entropy(batch_logits, y)
+            c_loss = c_loss + self.synthetic_weight * F.cross_entropy(batch_logits, y)
         self.apply_update(d_loss + c_loss, *optimizers)
         return d_loss.detach(), c_loss.detach(), logits.detach()
 
     def classifier_step(self, x: torch.Tensor, y: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        """`synthesis=none`: the standard classifier's step, cross-entropy on the labeled batch."""
+        """The standard classifier's loss, cross-entropy on the labeled batch (`synthesis=none`,
+        and stage 0 with `first_stage=classifier_only`)."""
         logits = self(x)
         loss = self.task.loss(logits, y)
         check_finite(loss, self.current_epoch, batch_idx)
         self.track_epoch({"ce": loss, "loss": loss}, logits, y, batch_idx)
         return loss
 
+    @property
+    def classifier_alone(self) -> bool:
+        """Whether this stage trains the classifier without the VAE-ACGAN."""
+        return self.stage == 0 and self.first_stage == "classifier_only"
+
     def configure_optimizers(self):
         """E, G and D: Adadelta with StepLR each; the classifier: the configured optimizer
         (and scheduler) over the backbone, with `weight_decay_per_sample` with or without
         synthesis."""
-        if self.synthesis == "none":
+        if self.synthesis == "none" or self.classifier_alone:
             return self.classifier_optimizers()
         settings = self.generative_optimizer
         generative = [
@@ -286,9 +315,10 @@ class BgadlModule(ManualSteps, TaskModule):
         return [*generative, classifier], schedulers
 
     def classifier_optimizers(self) -> torch.optim.Optimizer | dict:
-        """The classifier alone (`synthesis=none`): the configured optimizer and scheduler,
-        as every classifier's, with the weight decay of `weight_decay_per_sample`."""
-        optimizer = self.optimizer_factory(self.parameters(), **self.weight_decay())
+        """The classifier alone (`synthesis=none`, `classifier_alone`): the configured
+        optimizer and scheduler, as every classifier's, with the weight decay of
+        `weight_decay_per_sample`."""
+        optimizer = self.optimizer_factory(self.backbone.parameters(), **self.weight_decay())
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

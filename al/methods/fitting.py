@@ -58,12 +58,8 @@ def network_trainer(like: pl.Trainer | None, distributed: bool = True) -> pl.Tra
     has several (and `distributed`), with no logging, checkpoints or progress of its own."""
     settings = {
         "max_epochs": 1,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
+        "barebones": True,  # no logging, checkpoints, progress or summary: a step's least cost
         "use_distributed_sampler": False,  # every rank reads every step; each takes its share
-        "num_sanity_val_steps": 0,
     }
     if like is None:
         return pl.Trainer(accelerator="cpu", devices=1, **settings)

@@ -98,6 +98,7 @@ def test_discriminator_and_classifier_step_matches_the_code(monkeypatch):
         synthesis="on_the_fly",
         synthetic_batchnorm="running",
         discriminator_fakes="regenerated",
+        synthetic_weight=1.0,  # the code's
     ).double()
     module.real_fake = nn.Sequential(nn.Flatten(), linear(INPUTS["discriminator"]), nn.Sigmoid())
     module.pixel_stats = PixelStats(mean=(0.0,), std=(1.0,))

@@ -131,9 +131,7 @@ def one_stage(cfg):
 
 
 @pytest.mark.parametrize("synthesis", ["none", "on_the_fly", "stored"])
-def test_without_synthesis_or_at_stage_0_it_trains_exactly_balds_classifier(
-    tiny_config, synthesis
-):
+def test_without_synthesis_or_at_stage_0_it_trains_exactly_balds_classifier(tiny_config, synthesis):
     """`synthesis=none`, and before the first acquisition any synthesis (`first_stage:
     classifier_only`, the code's), train BALD's classifier to the same weights and picks: the
     VAE-ACGAN draws its initial weights from a stream of its own."""

@@ -37,8 +37,11 @@ lint: install
 	$(VENV)/bin/ruff check al tests
 	$(VENV)/bin/ruff format --check al tests
 
+# The fast suite in TEST_WORKERS processes (pytest-xdist), one thread each.
+TEST_WORKERS ?= 2
+
 test: lint  ## ruff, then the fast suite
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) $(ARGS)
 
 test-slow: install  ## the minutes-long end-to-end runs
 	$(PY) -m pytest -m slow $(ARGS)

@@ -70,8 +70,9 @@ def test_manual_steps_step_every_scheduler_once_per_epoch():
 
     manual, automatic = Stepped(automatic=False), Stepped(automatic=True)
     for module in (manual, automatic):
-        module.on_train_epoch_end()
-        module.on_train_epoch_end()
+        for _ in range(2):
+            module.schedulers[0].optimizer.step()  # an epoch's updates, then its end
+            module.on_train_epoch_end()
     assert manual.schedulers[0].get_last_lr() == [0.25]
     assert automatic.schedulers[0].get_last_lr() == [1.0]
 

@@ -10,7 +10,6 @@ both pools towards 1. Label the candidates with the highest D first (the code's 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 
 import pytorch_lightning as pl
@@ -19,9 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from al.errors import ConfigError
-from al.methods.fitting import StepNetwork, fit_network
+from al.methods.fitting import fit_network
 from al.methods.selector import SelectionRequest, Selector, collect
-from al.methods.vaal import DISCRIMINATOR_BATCHES, check_choices, draws_batch, shuffled_batches
+from al.methods.vaal import DISCRIMINATOR_BATCHES, PoolsAdversary, check_choices
 from al.models.vae import (
     DECODERS,
     INITS,
@@ -205,38 +204,17 @@ class SraalSelector(Selector):
         )
 
 
-class SraalAdversary(StepNetwork):
+class SraalAdversary(PoolsAdversary):
     """The networks of a `SraalSelector` (its losses, learning rates and batch settings), one
     update per training step; both learning rates decay every 1/30 of the iterations."""
 
     def __init__(self, selector: SraalSelector, nets, labeled, labels, candidates, states) -> None:
-        super().__init__()
-        self.selector, self.nets = selector, nets
-        self.labeled, self.labels = labeled, labels
-        self.candidates, self.states = candidates, states
-        self.ids: tuple = ()
-        self.iterations = 1
-
-    def steps(self, like: pl.Trainer | None) -> int:
-        """Updates in `epochs_v` passes with batches of `batch_size` per rank."""
-        world = 1 if like is None else like.world_size
-        total = len(self.labeled) + len(self.candidates)
-        selector = self.selector
-        self.iterations = math.ceil(total * selector.epochs_v / (selector.batch_size * world))
-        return self.iterations * (selector.vae_steps + 1)
-
-    def on_train_start(self) -> None:
-        size = self.selector.batch_size * self.trainer.world_size
-        device = self.labeled.device
-        self.labeled_batches = shuffled_batches(len(self.labeled), size, device)
-        self.candidate_batches = shuffled_batches(len(self.candidates), size, device)
+        super().__init__(selector, labeled, candidates)
+        self.nets, self.labels, self.states = nets, labels, states
 
     def training_step(self, step_index: int, batch_idx: int) -> None:
         selector = self.selector
-        step = batch_idx % (selector.vae_steps + 1)
-        if draws_batch(step, selector.vae_steps, selector.discriminator_batch):
-            ids_l = self.rank_share(next(self.labeled_batches))
-            self.ids = (ids_l, self.rank_share(next(self.candidate_batches)))
+        _, step, _ = self.draw(batch_idx)
         ids_l, ids_u = self.ids
         generator_optimizer, discriminator_optimizer = self.optimizers()
         if step < selector.vae_steps:

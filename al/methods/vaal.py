@@ -213,7 +213,45 @@ def shuffled_batches(count: int, size: int, device: torch.device) -> Iterator[to
             yield order[start : start + size]
 
 
-class VaalAdversary(StepNetwork):
+class PoolsAdversary(StepNetwork):
+    """Networks a selector trains on batches of its labeled samples and its candidates drawn
+    together (the selector's settings): `epochs_v` passes over both in batches of `batch_size`
+    per rank, each iteration `vae_steps` generator steps and one discriminator step, which
+    draws a batch of its own or reuses the last (`discriminator_batch`)."""
+
+    def __init__(self, selector: Selector, labeled: torch.Tensor, candidates: torch.Tensor) -> None:
+        super().__init__()
+        self.selector, self.labeled, self.candidates = selector, labeled, candidates
+        self.ids: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.iterations = 1
+
+    def steps(self, like: pl.Trainer | None) -> int:
+        """The updates of `epochs_v` passes, on `like`'s ranks (one without it)."""
+        world = 1 if like is None else like.world_size
+        total = len(self.labeled) + len(self.candidates)
+        selector = self.selector
+        self.iterations = math.ceil(total * selector.epochs_v / (selector.batch_size * world))
+        return self.iterations * (selector.vae_steps + 1)
+
+    def on_train_start(self) -> None:
+        size = self.selector.batch_size * self.trainer.world_size
+        device = self.labeled.device
+        self.labeled_batches = shuffled_batches(len(self.labeled), size, device)
+        self.candidate_batches = shuffled_batches(len(self.candidates), size, device)
+
+    def draw(self, batch_idx: int) -> tuple[int, int, bool]:
+        """(iteration, step within it, whether it drew) of training step `batch_idx`; a step
+        that draws leaves this rank's share of fresh (labeled, candidate) indices in `ids`."""
+        selector = self.selector
+        iteration, step = divmod(batch_idx, selector.vae_steps + 1)
+        drew = draws_batch(step, selector.vae_steps, selector.discriminator_batch)
+        if drew:
+            ids_l = self.rank_share(next(self.labeled_batches))
+            self.ids = (ids_l, self.rank_share(next(self.candidate_batches)))
+        return iteration, step, drew
+
+
+class VaalAdversary(PoolsAdversary):
     """The VAE and discriminator of a `VaalSelector` (its objectives, optimizers and batch
     settings), one update per training step in the paper's order."""
 
@@ -226,31 +264,15 @@ class VaalAdversary(StepNetwork):
         candidates: torch.Tensor,
         ranks,
     ) -> None:
-        super().__init__()
-        self.selector, self.vae, self.discriminator = selector, vae, discriminator
-        self.labeled, self.candidates, self.ranks = labeled, candidates, ranks
+        super().__init__(selector, labeled, candidates)
+        self.vae, self.discriminator, self.ranks = vae, discriminator, ranks
         self.batch: tuple = ()
-
-    def steps(self, like: pl.Trainer | None) -> int:
-        """Updates in `epochs_v` passes with batches of `batch_size` per rank."""
-        world = 1 if like is None else like.world_size
-        total = len(self.labeled) + len(self.candidates)
-        selector = self.selector
-        iterations = math.ceil(total * selector.epochs_v / (selector.batch_size * world))
-        return iterations * (selector.vae_steps + 1)
-
-    def on_train_start(self) -> None:
-        size = self.selector.batch_size * self.trainer.world_size
-        device = self.labeled.device
-        self.labeled_batches = shuffled_batches(len(self.labeled), size, device)
-        self.candidate_batches = shuffled_batches(len(self.candidates), size, device)
 
     def training_step(self, step_index: int, batch_idx: int) -> None:
         selector = self.selector
-        iteration, step = divmod(batch_idx, selector.vae_steps + 1)
-        if draws_batch(step, selector.vae_steps, selector.discriminator_batch):
-            ids_l = self.rank_share(next(self.labeled_batches))
-            ids_u = self.rank_share(next(self.candidate_batches))
+        iteration, step, drew = self.draw(batch_idx)
+        if drew:
+            ids_l, ids_u = self.ids
             (decode_l, judge_l), (decode_u, judge_u) = selector.iteration_conditions(
                 iteration, self.ranks, ids_l, ids_u
             )

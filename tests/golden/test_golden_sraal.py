@@ -16,6 +16,7 @@ from torch import nn
 from vaal_stubs import StubDiscriminator, recorded_backward_losses, sequential_batches
 
 import al.methods.sraal as sraal
+import al.methods.vaal as vaal
 from al.models.vae import vae_loss
 from al.tasks.classification import Classification
 
@@ -128,7 +129,7 @@ def test_one_training_iteration_backpropagates_the_codes_losses_in_its_order(mon
     """Our loop, unshuffled as the code's loaders: the code's three losses in its order, the
     discriminator's on the second generator step's batch (`discriminator_batch: shared`)."""
     monkeypatch.setattr(sraal, "reparameterize", lambda mu, logvar: mu)
-    monkeypatch.setattr(sraal, "shuffled_batches", sequential_batches)
+    monkeypatch.setattr(vaal, "shuffled_batches", sequential_batches)  # the adversaries' draws
     labeled, unlabeled = torch.tensor(TRAIN["labeled"]), torch.tensor(TRAIN["unlabeled"])
     one_iteration = TRAIN["batch_size"] / (len(labeled) + len(unlabeled))
     method, nets = selector(epochs_v=one_iteration), networks()

@@ -127,6 +127,7 @@ def test_memory_grows_with_the_factors_not_the_embeddings():
         """
         import resource, torch
         from al.methods.badge import kmeans_pp_seeds
+        from al.methods.selector import TieBreak
         generator = torch.Generator().manual_seed(0)
         pminus = torch.randn(50_000, 100, generator=generator)
         hidden = torch.randn(50_000, 256, generator=generator)

@@ -6,14 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from al.budget import Budget
 from al.data.datamodule import ALDataModule, check_device_augmentation
-from al.errors import ConfigError
+from al.errors import ConfigError, build
 from al.methods.selector import Selector
-from al.options import check_options, check_target_options
+from al.options import check_known, check_options, check_target_options
 from al.stop import StopRule
 from al.tasks import Task, check_supported
 
@@ -43,6 +46,7 @@ def check_config(cfg: DictConfig) -> Budget:
             "trainer.max_epochs", max_epochs, minimum=1, example="10 (train at least one epoch)"
         )
     check_built_options(cfg)
+    check_known(cfg.budget, "budget", Budget)
     return Budget(**cfg.budget)
 
 
@@ -53,6 +57,49 @@ def check_built_options(cfg: DictConfig) -> None:
         if node is not None:
             check_target_options(node, key)
     check_options(cfg.loader, "loader", ALDataModule)
+    check_optimizer_builds(cfg.optimizer, cfg.get("scheduler"))
+    check_trainer_builds(cfg.trainer)
+
+
+# Words torch's optimizers use in their refusals, for the option each names.
+OPTIMIZER_WORDS = {"learning rate": "lr", "epsilon": "eps", "beta": "betas"}
+
+
+def check_optimizer_builds(optimizer: DictConfig, scheduler: DictConfig | None) -> None:
+    """Build the optimizer (and scheduler) once on a dummy parameter: values their hints allow
+    but torch refuses (a negative lr) become one line naming the option."""
+    try:
+        built = build(optimizer)([torch.zeros(1, requires_grad=True)])
+        if scheduler is not None:
+            build(scheduler)(built)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(refusal("optimizer", optimizer, error)) from None
+
+
+def check_trainer_builds(trainer: DictConfig) -> None:
+    """Build the Trainer once (it starts nothing): Lightning's refusal of a value (devices='abc',
+    an accelerator the machine lacks) becomes one line."""
+    try:
+        build(trainer, callbacks=[])
+    except InstantiationException as error:
+        if not isinstance(error.__cause__, ValueError | TypeError | MisconfigurationException):
+            raise
+        raise ConfigError(refusal("trainer", trainer, error.__cause__)) from None
+
+
+def refusal(key: str, node: DictConfig, error: Exception) -> str:
+    """A library's refusal of `node`'s options, naming the first option its message names."""
+    message = str(error).rstrip(".")
+    target = node._target_
+    values = OmegaConf.to_container(node, resolve=True)
+    named = [name for name in values if not name.startswith("_") and name in message]
+    named += [name for word, name in OPTIMIZER_WORDS.items() if word in message and name in node]
+    named += [name for name, value in values.items() if f" {value} " in f" {message} "]
+    if not named:
+        return f"{key}: {target} refuses its options ({message}): fix the {key}.* value it names"
+    name = named[0]
+    value = values[name]
+    return f"{key}.{name}={value!r} is refused by {target} ({message}): change {key}.{name}"
 
 
 def check_integer(key: str, value: Any, minimum: int, example: str) -> None:

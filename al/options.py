@@ -63,6 +63,7 @@ def check_target_options(node: DictConfig, key: str) -> None:
 def check_options(node: DictConfig, key: str, target: Callable) -> None:
     """Check each option of `node` (the keyword arguments of `target`) against its type hint."""
     hints, defaults = typed_parameters(target)
+    check_known(node, key, target)
     for name in node:
         if name.startswith("_") or name not in hints or OmegaConf.is_missing(node, name):
             continue
@@ -79,20 +80,70 @@ def check_options(node: DictConfig, key: str, target: Callable) -> None:
             raise ConfigError(f"{key}.{name}={value!r} must be {describe(hints[name])}{fix}")
 
 
-def typed_parameters(target: Callable) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The type hints and defaults of `target`'s parameters (a class: its constructor's); no
-    hints where they cannot be resolved."""
-    function = target.__init__ if inspect.isclass(target) else target
+def check_known(node: DictConfig, key: str, target: Callable) -> None:
+    """Refuse an option `target` does not take (a misspelt or `+`-added key), naming those it
+    takes; a target with `**kwargs`, or one whose signature cannot be read, takes any."""
+    parameters = accepted_names(target)
+    if parameters is None:
+        return
+    unknown = [name for name in node if not name.startswith("_") and name not in parameters]
+    if not unknown:
+        return
+    name = getattr(target, "__qualname__", str(target))
+    known = ", ".join(parameters)
+    fix = f"use one of {known}" if known else f"it takes none: drop {key}.{unknown[0]}"
+    raise ConfigError(f"{key}.{unknown[0]} is not an option of {name}: {fix}")
+
+
+def constructor_chain(target: Callable) -> tuple[list[Callable], bool]:
+    """The functions `target`'s keyword arguments reach: a class's constructor, then each
+    parent's it passes `**kwargs` on to; and whether the last still takes any keyword."""
+    if not inspect.isclass(target):
+        return [target], takes_any_keyword(target)
+    chain = []
+    for owner in target.__mro__:
+        if "__init__" not in vars(owner) or owner is object:
+            continue
+        chain.append(owner.__init__)
+        if not takes_any_keyword(owner.__init__):
+            return chain, False
+    return chain, True
+
+
+def takes_any_keyword(function: Callable) -> bool:
     try:
-        hints = typing.get_type_hints(function, include_extras=True)
-        parameters = inspect.signature(target).parameters
-    except (NameError, TypeError, ValueError):
-        return {}, {}
-    defaults = {
-        name: p.default
-        for name, p in parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def accepted_names(target: Callable) -> list[str] | None:
+    """The keyword arguments `target` takes (see `constructor_chain`); None where it takes any
+    or its signature cannot be read."""
+    chain, open_ended = constructor_chain(target)
+    if open_ended:
+        return None
+    names: list[str] = []
+    for function in chain:
+        for p in inspect.signature(function).parameters.values():
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in names:
+                names.append(p.name)
+    return [name for name in names if name != "self"]
+
+
+def typed_parameters(target: Callable) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The type hints and defaults of the parameters of `target` (a class: of its constructor
+    and the parents' it passes `**kwargs` on to); no hints where they cannot be resolved."""
+    hints: dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
+    for function in reversed(constructor_chain(target)[0]):  # a subclass's word wins
+        try:
+            hints |= typing.get_type_hints(function, include_extras=True)
+            parameters = inspect.signature(function).parameters
+        except (NameError, TypeError, ValueError):
+            return {}, {}
+        defaults |= {n: p.default for n, p in parameters.items() if p.default is not p.empty}
     return {name: hint for name, hint in hints.items() if name != "return"}, defaults
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig
 
 from al.errors import build, report_user_errors
@@ -24,6 +26,8 @@ def main(cfg: DictConfig) -> float:
     """Compose, run (or resume) in Hydra's output directory; return the final stage's value of
     the task's test metric (accuracy, or mIoU for segmentation). SIGTERM and SIGINT stop the
     run wherever it is, with exit status 143 or 130."""
+    if os.environ.pop(RAISED_BY_CLI, None):
+        os.environ.pop("HYDRA_FULL_ERROR", None)  # the run's own errors as the user asked
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if os.environ.get("SUBMITIT_FOLDER"):  # a submitit job (hydra/launcher=slurm)
         shield_requeue()
@@ -33,5 +37,43 @@ def main(cfg: DictConfig) -> float:
     return records[-1][build(cfg.dataset.task).primary_metric]
 
 
+# Hydra's refusals of the command line, raised before the run starts.
+COMPOSITION_ERRORS = (ConfigCompositionException, MissingConfigException, OverrideParseException)
+RAISED_BY_CLI = "AL_HYDRA_FULL_ERROR_FROM_CLI"
+
+
+def cli() -> None:
+    """`python -m al.train`: Hydra's own refusals of the command line (a misspelt key, a
+    config group option that does not exist, an override it cannot parse) are one line and
+    exit status 2, as every other user error (HYDRA_FULL_ERROR=1 keeps Hydra's report)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = os.environ[RAISED_BY_CLI] = "1"  # main() undoes it
+    try:
+        main()
+    except COMPOSITION_ERRORS as error:
+        print(f"Error: {one_line(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def one_line(error: Exception) -> str:
+    """Hydra's message (and OmegaConf's cause) on one line: the lines a list follows (an
+    "Available options" heading) joined by commas, OmegaConf's key dump dropped."""
+    text = str(error)
+    if error.__cause__ is not None and str(error.__cause__) not in text:
+        text += "\n" + str(error.__cause__)
+    text = text.split("Config search path")[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    joined, listing = "", False
+    for line in lines:
+        if line.startswith(("full_key:", "object_type=")):
+            continue
+        separator = " " if joined.endswith((".", ":")) else ", " if listing else "; "
+        listing = listing or line.endswith(":")
+        joined += (separator if joined else "") + line
+    return joined
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -48,6 +48,46 @@ BAD_INPUTS = {
     "budget.initial_strategy=best": "budget.initial_strategy='best' is not one of",
     "seed=abc": "seed='abc' must be an integer ≥ 0: e.g. seed=0",
     "model.dropout=abc": "model.dropout='abc' must be a number",
+    "+budget.foo=1": "budget.foo is not an option of Budget: use one of initial, query, stages",
+    "budget.stages=1.5": "budget.stages=1.5 must be a positive integer",
+    "+method.selector.foo=1": "method.selector.foo is not an option of EntropySelector: it takes",
+    "method=ta_vaal +method.selector.epochs=5": (
+        "method.selector.epochs is not an option of TaVaalSelector: use one of "
+        "discriminator_rank, kl, vae_steps, input_shape, latent_dim"
+    ),
+    "+model.foo=3": "model.foo is not an option of SmallCNN: use one of input_shape, num_classes",
+    "method=ta_vaal method.selector.epochs_v=0": (
+        "method.selector.epochs_v=0 must be a number > 0: e.g. method.selector.epochs_v=100"
+    ),
+    "method=sraal method.selector.lr_decay=2": "method.selector.lr_decay=2 must be a number in",
+    "method=bald model.dropout=0.3 method.selector.passes=0": (
+        "method.selector.passes=0 must be an integer ≥ 1: e.g. method.selector.passes=20"
+    ),
+    "optimizer.lr=-1": (
+        "optimizer.lr=-1 is refused by torch.optim.Adam (Invalid learning rate: -1): "
+        "change optimizer.lr"
+    ),
+    "optimizer=sgd optimizer.momentum=-1": (
+        "optimizer.momentum=-1 is refused by torch.optim.SGD (Invalid momentum value: -1)"
+    ),
+    "trainer.devices=abc": (
+        "trainer.devices='abc' is refused by pytorch_lightning.Trainer (`devices` selected with"
+    ),
+    "trainer.accelerator=abacus": (
+        "trainer.accelerator='abacus' is refused by pytorch_lightning.Trainer (You selected an "
+        "invalid accelerator name"
+    ),
+}
+
+# Hydra's own refusals of a command line, before any config exists → the line `al.train` prints.
+COMPOSITION_ERRORS = {
+    "method.selector.samples=0": (
+        "Error: Could not override 'method.selector.samples'. To append to your config use "
+        "+method.selector.samples=0; Key 'samples' is not in struct\n"
+    ),
+    "method=nonesuch": "Error: In 'train': Could not find 'method/nonesuch'; Available options in "
+    "'method': ads, badge, bald, batchbald",
+    "budget.stages=[1": "Error: no viable alternative at input '[1'",
 }
 
 
@@ -92,6 +132,15 @@ def test_from_the_command_line_one_line_and_no_run_directory_or_the_traceback(tm
     assert plain.stderr == f"Error: {BAD_INPUTS['seed=-1']}\n"
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     assert "al.errors.ConfigError: seed=-1" in debug.stderr
+
+
+def test_hydras_refusals_of_the_command_line_are_one_line_with_exit_status_2(tmp_path):
+    runs = {o: start_train(tmp_path / str(i), o) for i, o in enumerate(COMPOSITION_ERRORS)}
+    for i, (override, process) in enumerate(runs.items()):
+        result = finished(process)
+        assert result.returncode == 2, (override, result.stderr)
+        assert result.stderr.startswith(COMPOSITION_ERRORS[override]), result.stderr
+        assert result.stderr.count("\n") == 1 and not (tmp_path / str(i)).exists()
 
 
 @pytest.fixture

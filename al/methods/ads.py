@@ -49,6 +49,7 @@ from al.methods.module import (
 )
 from al.methods.selector import Selector
 from al.models.backbone import Backbone
+from al.options import NonNegativeFloat, PositiveFloat, PositiveInt
 from al.tasks import Task
 
 HEADS = ("linear", "cosine_prototype")
@@ -159,12 +160,12 @@ class AdsModule(ManualSteps, TaskModule):
         self,
         backbone: Backbone,
         optimizer: OptimizerFactory,
-        num_classes: int,
+        num_classes: PositiveInt,
         scheduler: SchedulerFactory | None = None,
         head: str = "linear",
-        prototypes: int = 3,
-        temperature: float = 0.05,
-        tau: float = 0.1,
+        prototypes: PositiveInt = 3,
+        temperature: PositiveFloat = 0.05,
+        tau: NonNegativeFloat = 0.1,
         entropy: str = "code",
         weighting: str = "paper",
         step_optimizer: str = "sgd",

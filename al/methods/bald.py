@@ -19,6 +19,7 @@ from al.errors import ConfigError
 from al.methods.entropy import entropy
 from al.methods.selector import SelectionRequest, Selector
 from al.models.backbone import dropout_layers
+from al.options import PositiveInt
 
 
 @dataclass
@@ -90,7 +91,7 @@ class BaldSelector(Selector):
 
     tasks = ("classification", "segmentation")
 
-    def __init__(self, passes: int = 20, acquisition: str = "bald") -> None:
+    def __init__(self, passes: PositiveInt = 20, acquisition: str = "bald") -> None:
         super().__init__()
         if acquisition not in ACQUISITIONS:
             raise ConfigError(f"acquisition={acquisition!r} is not one of {sorted(ACQUISITIONS)}")

@@ -34,6 +34,7 @@ from al.errors import ConfigError
 from al.methods.bald import BaldSelector, bald, mc_dropout_layers
 from al.methods.entropy import entropy
 from al.methods.selector import SelectionRequest, TieBreak, collect
+from al.options import PositiveFloat, PositiveInt
 
 CHANNEL_DROPOUT = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 FLOAT_BYTES = 4
@@ -292,9 +293,9 @@ class BatchBaldSelector(BaldSelector):
 
     def __init__(
         self,
-        passes: int = 20,
-        samples: int = 10_000,
-        memory_mb: float = 128,
+        passes: PositiveInt = 20,
+        samples: PositiveInt = 10_000,
+        memory_mb: PositiveFloat = 128,
         lazy: bool = True,
         candidate_pool: int | None = None,
     ) -> None:

@@ -35,7 +35,7 @@ from al.methods.module import (
 from al.models.backbone import Backbone
 from al.models.vae import reparameterize
 from al.models.vae_acgan import Encoder, Generator, RealFakeDiscriminator, gan_init
-from al.options import NonNegativeFloat
+from al.options import NonNegativeFloat, PositiveInt
 from al.tasks import Task
 
 SYNTHESES = ("on_the_fly", "stored", "none")
@@ -111,13 +111,13 @@ class BgadlModule(ManualSteps, TaskModule):
         self,
         backbone: Backbone,
         optimizer: OptimizerFactory,
-        num_classes: int,
+        num_classes: PositiveInt,
         input_shape: Sequence[int],
         scheduler: SchedulerFactory | None = None,
         synthesis: str = "on_the_fly",
-        image_size: int = 28,
-        latent_dim: int = 100,
-        reconstruction_weight: float = 0.75,
+        image_size: PositiveInt = 28,
+        latent_dim: PositiveInt = 100,
+        reconstruction_weight: NonNegativeFloat = 0.75,
         generative_optimizer: Mapping | None = None,
         weight_decay_per_sample: float | None = None,
         synthetic_batchnorm: str = "running",

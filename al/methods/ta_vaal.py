@@ -16,6 +16,7 @@ import torch
 from al.errors import ConfigError
 from al.methods.selector import SelectionRequest, collect
 from al.methods.vaal import VaalSelector
+from al.options import PositiveInt
 
 DISCRIMINATOR_RANKS = ("raw", "sigmoid")
 
@@ -24,7 +25,11 @@ class TaVaalSelector(VaalSelector):
     rank_conditioned = True
 
     def __init__(
-        self, discriminator_rank: str = "raw", kl: str = "mean", vae_steps: int = 1, **kwargs
+        self,
+        discriminator_rank: str = "raw",
+        kl: str = "mean",
+        vae_steps: PositiveInt = 1,
+        **kwargs,
     ) -> None:
         super().__init__(kl=kl, vae_steps=vae_steps, **kwargs)
         if discriminator_rank not in DISCRIMINATOR_RANKS:

@@ -27,6 +27,7 @@ from al.methods.selector import (
     collect,
 )
 from al.models.vae import INITS, Discriminator, build_vae, initialise, vae_loss
+from al.options import NonNegativeFloat, PositiveFloat, PositiveInt
 
 KL_REDUCTIONS = ("sum", "mean", "batchmean")
 DISCRIMINATOR_BATCHES = ("shared", "fresh")
@@ -50,20 +51,20 @@ class VaalSelector(Selector):
     def __init__(
         self,
         input_shape: Sequence[int],
-        latent_dim: int = 32,
-        beta: float = 1.0,
-        lambda_adv: float = 1.0,
-        lr_vae: float = 5e-4,
-        lr_discriminator: float = 5e-4,
-        epochs_v: float = 100,
-        batch_size: int = 128,
-        vae_steps: int = 2,
+        latent_dim: PositiveInt = 32,
+        beta: NonNegativeFloat = 1.0,
+        lambda_adv: NonNegativeFloat = 1.0,
+        lr_vae: PositiveFloat = 5e-4,
+        lr_discriminator: PositiveFloat = 5e-4,
+        epochs_v: PositiveFloat = 100,
+        batch_size: PositiveInt = 128,
+        vae_steps: PositiveInt = 2,
         kl: str = "sum",
-        image_size: int = 32,
+        image_size: PositiveInt = 32,
         channels: Sequence[int] = (128, 256, 512, 1024),
-        mlp_hidden: int = 64,
-        discriminator_hidden: int = 512,
-        discriminator_layers: int = 3,
+        mlp_hidden: PositiveInt = 64,
+        discriminator_hidden: PositiveInt = 512,
+        discriminator_layers: PositiveInt = 3,
         init: str = "code",
         discriminator_batch: str = "shared",
     ) -> None:

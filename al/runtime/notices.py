@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 def quiet_notices(environ: Mapping[str, str] = os.environ) -> None:
     """Install the filters; `environ` tells whether this process runs in a SLURM allocation."""
+    # faiss's loader reports which instruction set it loaded, at INFO, on import.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     # Lightning's per-Trainer notices (devices, tips, "max_epochs reached").
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
     # Lightning 2.6 calls a torch.utils._pytree API that torch ≥ 2.10 deprecates.

@@ -10,7 +10,7 @@ import numpy as np
 from al.errors import ConfigError
 
 Size = int | float
-INITIAL_STRATEGIES = ("random", "kcenter")
+INITIAL_STRATEGIES = ("random", "kcenter", "typiclust", "probcover")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class Budget:
     with more stages and its picks are analysed like every other stage's.
     `initial`, `query` and `subset` may be fractions of the pool (0 < f < 1,
     VAAL's 10 % + 5 %); `resolve` turns them into counts. `initial_strategy`:
-    `random`, or SRAAL's `kcenter` (k-center greedy in a pool VAE's latent space).
+    `random`, SRAAL's `kcenter` (k-center greedy in a pool VAE's latent space), or the cold
+    starts `typiclust` and `probcover` (on embedding mode's features, al.initial).
     `initial_classes` (random only): draw the initial labels from these classes alone, an
     equal share of each (the M2-VAAL slides' cold start: 166/167/167 of classes 2, 4, 7).
     """

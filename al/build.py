@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from al.budget import Budget
 from al.checks import check_config, check_selector, check_stop_rule, check_task
 from al.data import ALData
+from al.encoders import embedding_mode, load_backbone_weights, representation_weights
 from al.errors import build
 from al.initial import KCenterSettings
 from al.methods.module import TaskModule
@@ -67,12 +69,14 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     check_task(cfg, data.task, budget)
     budget.check_classes_fit(data.pool_targets, data.num_classes)
     stop_rule = build(cfg.stop) if cfg.get("stop") else None  # runs before `stop` had none
-    make_module = module_factory(cfg, data.num_classes, data.task)
-    module, selector_cfg = make_module(), cfg.method.selector
-    refuse_distributed_for(module, cfg.trainer, cfg.method.name)
-    selector = build(selector_cfg)
-    check_selector(selector, module, cfg.method.name)
-    check_stop_rule(stop_rule, selector, cfg.method.name)
+    check_method(cfg, data, stop_rule)
+    weights = representation_weights(cfg, data)
+    if cfg.get("embedding"):
+        cfg, data = embedding_mode(cfg, data, weights)
+        weights = None
+        check_method(cfg, data, stop_rule)
+    make_module = module_factory(cfg, data.num_classes, data.task, weights)
+    selector_cfg = cfg.method.selector
     return Experiment(
         method=cfg.method.name,
         seed=cfg.seed,
@@ -92,6 +96,15 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         class_names=cfg.dataset.get("class_names"),
         title=f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}",
     )
+
+
+def check_method(cfg: DictConfig, data: ALData, stop_rule: StopRule | None) -> None:
+    """Build the method's module and selector once, so that their refusals come first."""
+    module = module_factory(cfg, data.num_classes, data.task)()
+    refuse_distributed_for(module, cfg.trainer, cfg.method.name)
+    selector = build(cfg.method.selector)
+    check_selector(selector, module, cfg.method.name)
+    check_stop_rule(stop_rule, selector, cfg.method.name)
 
 
 def build_data(dataset_cfg: DictConfig) -> ALData:
@@ -115,14 +128,23 @@ def build_module(cfg: DictConfig, num_classes: int) -> TaskModule:
     return module_factory(cfg, num_classes, build(cfg.dataset.task))()
 
 
-def module_factory(cfg: DictConfig, num_classes: int, task: Task) -> Callable[[], TaskModule]:
-    """Fresh task modules of the configured method around fresh backbones, for `task`."""
+def module_factory(
+    cfg: DictConfig,
+    num_classes: int,
+    task: Task,
+    weights: dict[str, torch.Tensor] | None = None,
+) -> Callable[[], TaskModule]:
+    """Fresh task modules of the configured method around fresh backbones, for `task`; their
+    backbones start from pretrained `weights` (all but the classifier) when given."""
 
     def make_module() -> TaskModule:
         scheduler = build(cfg.scheduler) if cfg.scheduler is not None else None
+        backbone = build(cfg.model)
+        if weights is not None:
+            load_backbone_weights(backbone, weights)
         return build(
             cfg.method.module,
-            backbone=build(cfg.model),
+            backbone=backbone,
             optimizer=build(cfg.optimizer),
             scheduler=scheduler,
             num_classes=num_classes,

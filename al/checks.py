@@ -22,7 +22,16 @@ from al.tasks import Task, check_supported
 
 EVAL_MODELS = ("last", "best_val")
 # The groups built from a `_target_`: each option is checked against the hints of what it builds.
-BUILT_GROUPS = ("method.module", "method.selector", "model", "optimizer", "scheduler", "trainer")
+BUILT_GROUPS = (
+    "method.module",
+    "method.selector",
+    "model",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "representation",
+    "embedding.head",
+)
 
 
 def check_config(cfg: DictConfig) -> Budget:
@@ -54,7 +63,7 @@ def check_built_options(cfg: DictConfig) -> None:
     """Every option of the built groups, and the loader's, against its type hint."""
     for key in BUILT_GROUPS:
         node = OmegaConf.select(cfg, key)
-        if node is not None:
+        if node:  # an empty group (representation=none) builds nothing
             check_target_options(node, key)
     check_options(cfg.loader, "loader", ALDataModule)
     check_optimizer_builds(cfg.optimizer, cfg.get("scheduler"))

@@ -1,6 +1,6 @@
 """The initial labeled pool: uniform at random (over every class, or an equal share of some
-classes: a cold start), or SRAAL's k-center greedy in the latent space of a VAE trained on the
-whole (unlabeled) pool."""
+classes), SRAAL's k-center greedy in the latent space of a VAE trained on the whole
+(unlabeled) pool, or a cold-start selection (TypiClust, ProbCover) on the pool's features."""
 
 from __future__ import annotations
 
@@ -16,6 +16,17 @@ from torch.utils.data import DataLoader
 
 from al.budget import class_shares
 from al.data import ALData
+from al.data.base import TensorInputs
+from al.errors import ConfigError
+from al.methods.cold_start import (
+    delta_ball_graph,
+    delta_grid,
+    kmeans_assign,
+    probcover_picks,
+    purity_delta,
+    typiclust_picks,
+    unit_rows,
+)
 from al.methods.coreset import k_center_greedy
 from al.methods.fitting import StepNetwork, fit_network
 from al.methods.selector import TieBreak
@@ -54,6 +65,8 @@ def initial_indices(
         return class_initial(data.pool_targets, classes, size, seed)
     if strategy == "random":
         return random_initial(pool_size, size, seed)
+    if strategy in COLD_START:
+        return cold_start_initial(strategy, data, size, seed)
     kcenter_seed = int(stage_rng(seed, 0, "kcenter").integers(2**31 - 1))
     torch.manual_seed(kcenter_seed)
     latents = pool_latents(data, settings, like)
@@ -61,6 +74,29 @@ def initial_indices(
     ties = TieBreak(kcenter_seed)
     picks, _ = k_center_greedy(latents, latents[first : first + 1], size - 1, ties)
     return np.array([first, *picks.tolist()])
+
+
+COLD_START = ("typiclust", "probcover")
+
+
+def cold_start_initial(strategy: str, data: ALData, size: int, seed: int) -> np.ndarray:
+    """TypiClust's or ProbCover's first `size` picks with nothing labeled, on the pool's
+    feature vectors (embedding mode's features, or a vector dataset's inputs), normalised to
+    unit length, with the selectors' defaults (conf/method/typiclust.yaml, probcover.yaml)."""
+    inputs = data.pool.inputs
+    if not isinstance(inputs, TensorInputs) or inputs.x.dim() != 2:
+        raise ConfigError(
+            f"budget.initial_strategy={strategy} clusters feature vectors, and this pool holds "
+            "images: add embedding=linear (with representation=simclr, or a pretrained model)"
+        )
+    features = unit_rows(inputs.x.float().numpy())
+    nothing = np.zeros(len(features), dtype=bool)
+    ties = TieBreak(int(stage_rng(seed, 0, strategy).integers(2**31 - 1)))
+    if strategy == "typiclust":
+        return typiclust_picks(features, nothing, size, ties, seed)[0]
+    labels = kmeans_assign(features, data.num_classes, seed, iterations=100)
+    delta, _ = purity_delta(features, labels, alpha=0.95, grid=delta_grid(0.05, 2.0))
+    return probcover_picks(delta_ball_graph(features, delta), nothing, size, ties)[0]
 
 
 def class_initial(targets: np.ndarray, classes: Sequence[int], size: int, seed: int) -> np.ndarray:

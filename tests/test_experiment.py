@@ -145,8 +145,8 @@ def test_nan_loss_stops_naming_the_stage_and_keeps_finished_stages(
 ):
     module_factory = al.build.module_factory
 
-    def diverging_from_stage_1(cfg, num_classes, task):
-        make_module = module_factory(cfg, num_classes, task)
+    def diverging_from_stage_1(cfg, num_classes, task, weights=None):
+        make_module = module_factory(cfg, num_classes, task, weights)
 
         def make_diverging_module():
             module = make_module()

@@ -87,8 +87,9 @@ def embedding_mode(
 
 
 def head_config(cfg: DictConfig, width: int) -> DictConfig:
-    """A copy of `cfg` whose model is the embedding's head and whose inputs are `width`-wide
-    feature vectors (what the method's selectors then build for)."""
+    """A copy of `cfg` whose model is the embedding's head, trained with the embedding's
+    optimizer for its epochs (no scheduler), on `width`-wide feature vectors (what the
+    method's selectors then build for)."""
     head_cfg = copy.deepcopy(cfg)
     with open_dict(head_cfg):
         head = head_cfg.embedding.head
@@ -96,4 +97,7 @@ def head_config(cfg: DictConfig, width: int) -> DictConfig:
             head.dropout = cfg.model.get("dropout", 0.0)
         head_cfg.model = head
         head_cfg.dataset.input_shape = [width]
+        head_cfg.optimizer = head_cfg.embedding.optimizer
+        head_cfg.scheduler = None
+        head_cfg.trainer.max_epochs = head_cfg.embedding.max_epochs
     return head_cfg

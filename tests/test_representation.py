@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from lightly.models.utils import update_momentum
 
 from al.build import build_data
 from al.cache import CacheEntry
@@ -19,7 +20,7 @@ from al.initial import initial_indices
 from al.loop import run
 from al.methods.margin import MarginSelector
 from al.models.head import LinearProbe
-from al.representation.objectives import SimClr
+from al.representation.objectives import Byol, SimClr
 from al.representation.pretrain import EpochCheckpoint, EpochSampler, Pretraining
 from al.representation.views import Augmentation, TwoViews
 from al.runtime.signals import RunStopped
@@ -205,3 +206,30 @@ def test_a_run_pretrains_once_then_every_method_starts_from_the_cache(cache, tmp
 def test_representation_on_vectors_is_one_line(cache):
     with pytest.raises(ConfigError, match="representation=simclr augments images"):
         run(simclr_config("dataset=moons"), cache / "run")
+
+
+def test_byols_target_is_an_ema_whose_rate_rises_to_one_on_a_cosine():
+    module = Byol(
+        LinearProbe([4], 2), 4, 3, 8, momentum_base=0.9, lr=0.1, momentum=0, weight_decay=0
+    )
+
+    class Clock:
+        estimated_stepping_batches = 10
+        global_step = 0
+
+    clock = module._trainer = Clock()
+    rates = []
+    for step in (0, 5, 10):
+        clock.global_step = step
+        rates.append(module.target_rate())
+    assert rates == pytest.approx([0.9, 0.95, 1.0])  # 1 − (1 − τ_base)(cos(πk/K) + 1)/2
+    online = [p.detach().clone() for p in module.projection.parameters()]
+    target = [p.detach().clone() for p in module.target_projection.parameters()]
+    with torch.no_grad():
+        for p in module.projection.parameters():
+            p.add_(1.0)
+    tau = 0.9
+    update_momentum(module.projection, module.target_projection, tau)
+    after_update = list(module.target_projection.parameters())
+    for before_t, before_o, after in zip(target, online, after_update, strict=True):
+        torch.testing.assert_close(after, tau * before_t + (1 - tau) * (before_o + 1.0))

@@ -90,7 +90,7 @@ class EpochCheckpoint(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, _module: pl.LightningModule) -> None:
         with signals.deferred():
             partial = self.path.with_name(self.path.name + ".partial")
-            trainer.save_checkpoint(partial)
+            trainer.save_checkpoint(partial, weights_only=False)  # with the optimizer
             os.replace(partial, self.path)
 
 

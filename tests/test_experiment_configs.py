@@ -284,6 +284,24 @@ EXPECTED = {
         "trainer.max_epochs": 30,
         **budget(50, 50, 8, None),
     },
+    "cold_start_digits": {
+        "dataset.name": "digits",
+        "representation.name": "simclr",
+        "representation.epochs": 100,
+        "embedding.name": "linear",
+        "model.dropout": 0.0,
+        **budget(10, 10, 5, None),
+    },
+    "embedding_sweep_digits": {
+        "dataset.name": "digits",
+        "representation.name": "simclr",
+        "representation.epochs": 100,
+        "embedding.name": "linear",
+        "embedding.head.dropout": 0.5,  # sweep_digits' rate, before the probe's classifier
+        "model.dropout": 0.0,  # the encoder: the same key, so cold_start_digits' cache serves
+        "trainer.max_epochs": 30,
+        **budget(50, 50, 8, None),
+    },
 }
 
 

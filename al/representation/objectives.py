@@ -61,7 +61,7 @@ class SimClr(TwoViewObjective):
         loss = self.loss(
             self.projection(self.features(first)), self.projection(self.features(second))
         )
-        self.log("pretrain/loss", loss, prog_bar=True)
+        self.log("pretrain/loss", loss, on_step=False, on_epoch=True)
         return loss
 
 
@@ -104,7 +104,7 @@ class Byol(TwoViewObjective):
         loss = 0.5 * (
             self.loss(online[0], self.target(second)) + self.loss(online[1], self.target(first))
         )
-        self.log("pretrain/loss", loss, prog_bar=True)
+        self.log("pretrain/loss", loss, on_step=False, on_epoch=True)
         return loss
 
     def target_rate(self) -> float:

@@ -94,6 +94,19 @@ class EpochCheckpoint(pl.Callback):
             os.replace(partial, self.path)
 
 
+class EpochReport(pl.Callback):
+    """One log line per pretraining epoch: its number and mean loss."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, _module: pl.LightningModule) -> None:
+        loss = trainer.callback_metrics.get("pretrain/loss")
+        log.info(
+            "Pretraining epoch %d/%d: loss %.4f",
+            trainer.current_epoch + 1,
+            trainer.max_epochs,
+            float("nan") if loss is None else float(loss),
+        )
+
+
 def pretraining_trainer(like: pl.Trainer, epochs: int, resume: Path) -> pl.Trainer:
     """`epochs` on one device of the run's Trainer, in its precision; no logging of its own."""
     return pl.Trainer(
@@ -106,5 +119,5 @@ def pretraining_trainer(like: pl.Trainer, epochs: int, resume: Path) -> pl.Train
         enable_progress_bar=False,
         enable_model_summary=False,
         deterministic=True,
-        callbacks=[EpochCheckpoint(resume)],
+        callbacks=[EpochReport(), EpochCheckpoint(resume)],
     )

@@ -8,19 +8,20 @@ here, so their option checks fail before anything is written. The loop receives 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from al.budget import Budget
 from al.checks import check_config, check_selector, check_stop_rule, check_task
 from al.data import ALData
 from al.encoders import embedding_mode, load_backbone_weights, representation_weights
-from al.errors import build
+from al.errors import ConfigError, build
 from al.initial import KCenterSettings
 from al.methods.module import TaskModule
 from al.methods.selector import Selector
@@ -69,6 +70,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     check_task(cfg, data.task, budget)
     budget.check_classes_fit(data.pool_targets, data.num_classes)
     stop_rule = build(cfg.stop) if cfg.get("stop") else None  # runs before `stop` had none
+    cfg = with_semi_protocol(cfg, data)
     check_method(cfg, data, stop_rule)
     weights = representation_weights(cfg, data)
     if cfg.get("embedding"):
@@ -96,6 +98,34 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         class_names=cfg.dataset.get("class_names"),
         title=f"{cfg.method.name} on {cfg.dataset.name}, seed {cfg.seed}",
     )
+
+
+def with_semi_protocol(cfg: DictConfig, data: ALData) -> DictConfig:
+    """`cfg`, or under `semi` a copy whose optimizer, scheduler (FixMatch's cosine over every
+    step) and epochs of `steps_per_epoch` steps are the semi-supervised protocol's."""
+    semi = cfg.get("semi")
+    if not semi:
+        return cfg
+    if "semi" not in cfg.method.module:
+        raise ConfigError(
+            f"method={cfg.method.name} trains its own regime, and semi={semi.name} applies to "
+            "the standard classifier's methods (docs/semi-supervised.md): use semi=none"
+        )
+    if data.pool.pixel_stats is None or cfg.get("embedding"):
+        raise ConfigError(
+            f"semi={semi.name} augments images, and these inputs are not: use semi=none"
+        )
+    semi_cfg = copy.deepcopy(cfg)
+    with open_dict(semi_cfg):
+        semi_cfg.optimizer = semi.optimizer
+        semi_cfg.scheduler = {
+            "_target_": "al.semi.protocol.fixmatch_cosine",
+            "_partial_": True,
+            "total_steps": semi.epochs * semi.steps_per_epoch,
+        }
+        semi_cfg.trainer.max_epochs = semi.epochs
+        semi_cfg.trainer.limit_train_batches = semi.steps_per_epoch
+    return semi_cfg
 
 
 def check_method(cfg: DictConfig, data: ALData, stop_rule: StopRule | None) -> None:

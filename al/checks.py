@@ -31,6 +31,8 @@ BUILT_GROUPS = (
     "trainer",
     "representation",
     "embedding.head",
+    "semi.settings",
+    "semi.optimizer",
 )
 
 

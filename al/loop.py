@@ -177,6 +177,7 @@ def run_stage(
         epoch_logger,
         *([BestValidationWeights()] if experiment.best_val else []),
         *experiment.make_callbacks(),
+        *module.training_callbacks(),
         selector,
     ]
     trainer = experiment.make_trainer(callbacks)

@@ -292,6 +292,11 @@ EXPECTED = {
         "model.dropout": 0.0,
         **budget(10, 10, 5, None),
     },
+    "semi_digits": {
+        "dataset.name": "digits",
+        "model.dropout": 0.5,
+        **budget(40, 105, 3, None),
+    },
     "embedding_sweep_digits": {
         "dataset.name": "digits",
         "representation.name": "simclr",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +35,14 @@ class UnlabeledTraining:
     step (as many unlabeled batches as labeled ones; Kingma et al.'s code; the batch then
     grows with the pool). `epoch`: `longest` — one epoch is a pass over the larger of the two
     loaders while the other cycles — or `shortest` — a pass over the smaller, the other cut
-    short (and reshuffled every epoch).
+    short (and reshuffled every epoch). `views`: serve the unlabeled inputs with test-time
+    transforms and, on the training device, replace each batch `(x, index)` by `(*views, index)`
+    where `views(pixels, generator)` stacks augmented pixel views (semi-supervised training).
     """
 
     batch_size: int | None = 128
     epoch: str = "longest"
+    views: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.epoch not in EPOCHS:
@@ -179,6 +182,7 @@ class ALDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = available_cpus() if num_workers == "auto" else num_workers
         self.unlabeled_indices, self.unlabeled_training = None, None
+        self.views_generator: torch.Generator | None = None
         if unlabeled is not None:
             self.unlabeled_indices = np.asarray(unlabeled[0], dtype=np.int64)
             self.unlabeled_training = unlabeled[1]
@@ -204,7 +208,12 @@ class ALDataModule(pl.LightningDataModule):
             return labeled
         wanted = self.unlabeled_training
         batch_size = wanted.batch_size or math.ceil(self.unlabeled_count / len(labeled))
-        unlabeled_view = pool.unlabeled(self.unlabeled_indices, train=True)
+        if wanted.views is None:
+            unlabeled_view = pool.unlabeled(self.unlabeled_indices, train=True)
+        else:
+            unlabeled_view = self.pool.unlabeled(self.unlabeled_indices, train=False)
+            self.views_generator = torch.Generator(self.trainer.strategy.root_device)
+            self.views_generator.manual_seed(int(torch.randint(2**62, (1,))))
         unlabeled = self._loader(unlabeled_view, batch_size, shuffle=True)
         return CombinedLoader({"labeled": labeled, "unlabeled": unlabeled}, EPOCHS[wanted.epoch])
 
@@ -237,10 +246,19 @@ class ALDataModule(pl.LightningDataModule):
         return transform if self.device_augmentation else None
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Training batches of raw images, augmented and normalised on their device."""
-        if self.device_transform is None or not self.trainer.training:
+        """Training batches of raw images, augmented and normalised on their device; the
+        unlabeled batches' views (`UnlabeledTraining.views`) made there."""
+        if not self.trainer.training:
             return batch
-        return transformed_inputs(batch, self.device_transform)
+        if self.device_transform is not None:
+            batch = transformed_inputs(batch, self.device_transform)
+        views = self.unlabeled_training.views if self.unlabeled_training else None
+        if views is not None and isinstance(batch, dict):
+            x, index = batch["unlabeled"]
+            stats = self.pool.pixel_stats
+            made = views(stats.to_pixels(x), self.views_generator)
+            batch = {**batch, "unlabeled": (*(stats.to_inputs(v) for v in made), index)}
+        return batch
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test, self.eval_batch_size, shuffle=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pytorch_lightning as pl
 import torch
 
 from al.errors import ConfigError
@@ -22,6 +23,8 @@ from al.models.loss_prediction import (
     hinge_pair_loss,
     ranking_pair_loss,
 )
+from al.semi.ema import EmaWeights
+from al.semi.protocol import FixMatch, UnlabeledTerm
 from al.tasks import Task
 from al.tasks.extensions import IsdaTerms, require
 
@@ -56,8 +59,14 @@ class ClassifierModule(TaskModule):
         pair_loss: str = "hinge",
         isda: Mapping | None = None,
         task: Task | None = None,
+        semi: FixMatch | None = None,
     ) -> None:
         super().__init__(backbone, optimizer, num_classes, scheduler, task, train_loss_prediction)
+        self.unlabeled_term = None
+        if semi:
+            check_semi_supervisable(self.task)
+            self.unlabeled_term = UnlabeledTerm(semi, num_classes)
+            self.unlabeled_training = semi.unlabeled_training()
         if pair_loss not in PAIR_LOSSES:
             raise ConfigError(f"pair_loss={pair_loss!r} is not one of {sorted(PAIR_LOSSES)}")
         self.pair_loss = pair_loss
@@ -78,10 +87,20 @@ class ClassifierModule(TaskModule):
             )
 
     def on_fit_start(self) -> None:
-        """Each stage's ISDA statistics start empty, warm-started weights or not."""
+        """Each stage's ISDA statistics and FlexMatch's learning status start empty,
+        warm-started weights or not."""
         if self.covariance is not None:
             for buffer in self.covariance.buffers():
                 buffer.zero_()
+        if self.unlabeled_term is not None:
+            data = self.trainer.datamodule
+            self.unlabeled_term.start(len(data.pool), data.unlabeled_indices, self.device)
+
+    def training_callbacks(self) -> list[pl.Callback]:
+        """Under `semi`, the EMA of the weights that evaluation and selection use."""
+        if self.unlabeled_term is None:
+            return []
+        return [EmaWeights(self.unlabeled_term.settings.ema_decay)]
 
     def predicted_loss(self, x: torch.Tensor) -> torch.Tensor:
         """The loss prediction module's output for each sample of `x`."""
@@ -92,16 +111,32 @@ class ClassifierModule(TaskModule):
             )
         return self.loss_predictor(self.backbone(x).stages)
 
-    def training_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
-    ) -> torch.Tensor:
-        x, y = batch
-        out = self.backbone(x)
-        losses = self.training_losses(out, y, self.current_epoch, self.trainer.max_epochs)
+    def training_step(self, batch: tuple | dict, batch_idx: int) -> torch.Tensor:
+        if self.unlabeled_term is None:
+            x, y = batch
+            out = self.backbone(x)
+            losses = self.training_losses(out, y, self.current_epoch, self.trainer.max_epochs)
+        else:
+            x, y = batch["labeled"]
+            out, losses = self.semi_supervised_losses(x, y, *batch["unlabeled"])
         loss = sum(losses.values())
         check_finite(loss, self.current_epoch, batch_idx)
         self.track_epoch({**losses, "loss": loss}, out.logits, y, batch_idx)
         return loss
+
+    def semi_supervised_losses(
+        self, x: torch.Tensor, y: torch.Tensor, weak: torch.Tensor, strong: torch.Tensor, index
+    ) -> tuple[BackboneOutput, dict[str, torch.Tensor]]:
+        """The labeled terms and the unlabeled one, from one forward pass over the labeled
+        batch and both views of the unlabeled one (BatchNorm sees them together, as in
+        FixMatch's code)."""
+        out = self.backbone(torch.cat([x, weak, strong]))
+        labeled = first_rows(out, len(x))
+        losses = self.training_losses(labeled, y, self.current_epoch, self.trainer.max_epochs)
+        weak_logits, strong_logits = out.logits[len(x) :].chunk(2)
+        losses["unlabeled"], share = self.unlabeled_term(weak_logits, strong_logits, index)
+        self.log("train/confident", share, on_step=False, on_epoch=True, batch_size=len(index))
+        return labeled, losses
 
     def training_losses(
         self, out: BackboneOutput, y: torch.Tensor, epoch: int, max_epochs: int
@@ -123,3 +158,18 @@ class ClassifierModule(TaskModule):
             pair = PAIR_LOSSES[self.pair_loss](predicted, sample_losses, margin=self.lpm.margin)
             losses["pair"] = self.lpm.eta * pair
         return losses
+
+
+def first_rows(out: BackboneOutput, rows: int) -> BackboneOutput:
+    """The outputs of the first `rows` samples of a batch."""
+    return BackboneOutput(
+        out.logits[:rows], out.features[:rows], [stage[:rows] for stage in out.stages]
+    )
+
+
+def check_semi_supervisable(task: Task) -> None:
+    if not task.one_label_per_sample:
+        raise ConfigError(
+            f"semi-supervised training pseudo-labels whole samples; {task.name} labels pixels: "
+            "use semi=none"
+        )

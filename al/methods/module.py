@@ -13,6 +13,7 @@ here with their defaults:
 - `stores_synthetic`: the module makes synthetic pairs from each stage's picks
   (`synthesize`), kept in the run state;
 - `single_device`: the training step cannot run data-parallel (refused under DDP);
+- `training_callbacks()`: callbacks for each stage's Trainer, run before the selector's;
 - `trains_loss_prediction`: the module can train a loss prediction module jointly
   (`lpm_on_all_methods=true`); the others refuse that switch in one line.
 
@@ -119,6 +120,11 @@ class TaskModule(pl.LightningModule):
         self.test_metrics.update(logits, y)
         self.log("test/loss", self.task.loss(logits, y), batch_size=len(y), sync_dist=True)
         self.log_dict(self.test_metrics, batch_size=len(y))
+
+    def training_callbacks(self) -> list[pl.Callback]:
+        """Callbacks each stage's Trainer runs for this module, before the selector's (an
+        EMA of the weights that selection and testing then use); none by default."""
+        return []
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict:
         """The configured optimizer over every parameter, with the configured scheduler."""

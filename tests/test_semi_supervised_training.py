@@ -1,0 +1,145 @@
+"""semi=fixmatch|flexmatch: the losses and thresholds against hand computations, the EMA
+against its formula, label blindness of the unlabeled batches, and runs of every standard-
+classifier method under it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from al.build import build_data, build_experiment
+from al.errors import ConfigError
+from al.loop import run
+from al.semi.ema import EmaWeights
+from al.semi.losses import fixmatch_loss, flexmatch_thresholds, update_status
+from al.semi.protocol import UnlabeledTerm, fixmatch_cosine
+
+from conftest import compose_config, without_timings
+from test_contract import LabelHunter, permuted, shifted, two_stages
+
+SEMI = ["logger=none", "budget.initial=20", "budget.query=10", "budget.stages=2"]
+FAST = ["semi.epochs=2", "semi.steps_per_epoch=3", "semi.settings.ratio=2"]
+
+
+def test_fixmatch_loss_equals_the_hand_computation():
+    """Eq. 4 on constructed logits: rows 0 and 2 pass τ = 0.9, row 1 does not."""
+    weak = torch.tensor([[4.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 5.0]])
+    strong = torch.tensor([[1.0, 2.0, 0.0], [0.0, 3.0, 0.0], [1.0, 1.0, 1.0]])
+    loss, mask, labels = fixmatch_loss(weak, strong, torch.full((3,), 0.9))
+    assert mask.tolist() == [1.0, 0.0, 1.0] and labels.tolist() == [0, 0, 2]
+    ce0 = -math.log(math.e / (math.e + math.e**2 + 1))
+    ce2 = -math.log(1 / 3)
+    assert loss.item() == pytest.approx((ce0 + ce2) / 3, rel=1e-6)
+    strong.requires_grad_(True)
+    weak.requires_grad_(True)
+    fixmatch_loss(weak, strong, torch.full((3,), 0.9))[0].backward()
+    assert weak.grad is None and strong.grad[1].abs().sum() == 0  # no gradient via q, masked
+
+
+def test_flexmatch_thresholds_follow_the_learning_status():
+    """σ = (3, 1, 0) over 10 unlabeled samples (6 undecided), τ = 0.9: without warm-up
+    β = σ / 3; with it β = σ / max(3, 6); convex M(x) = x / (2 − x)."""
+    status = torch.tensor([0, 0, 0, 1, -1, -1, -1, -1, -1, -1, -2, -2])
+    plain = flexmatch_thresholds(status, 3, 0.9, warmup=False, mapping="linear")
+    assert plain.tolist() == pytest.approx([0.9, 0.3, 0.0])
+    warm = flexmatch_thresholds(status, 3, 0.9, warmup=True, mapping="convex")
+    beta = torch.tensor([3 / 6, 1 / 6, 0.0])
+    assert warm.tolist() == pytest.approx((0.9 * beta / (2 - beta)).tolist())
+    update_status(
+        status, torch.tensor([4, 5]), torch.tensor([[0.0, 9.0, 0.0], [1.0, 1.0, 1.0]]), 0.9
+    )
+    assert status[4].item() == 1 and status[5].item() == -1  # only the confident one counts
+
+
+def test_the_ema_follows_its_formula_and_becomes_the_weights_at_the_end():
+    module = pl.LightningModule()
+    module.layer = nn.Linear(2, 1)
+    ema = EmaWeights(decay=0.9)
+    ema.on_train_start(None, module)
+    start = module.layer.weight.detach().clone()
+    expected = start.clone()
+    for step in range(3):
+        with torch.no_grad():
+            module.layer.weight.add_(step + 1.0)
+        ema.on_train_batch_end(None, module, None, None, step)
+        expected = 0.9 * expected + 0.1 * module.layer.weight.detach()
+    torch.testing.assert_close(ema.average["layer.weight"], expected)
+    ema.on_train_end(None, module)
+    torch.testing.assert_close(module.layer.weight.detach(), expected)
+
+
+def test_the_cosine_schedule_is_the_papers():
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.03)
+    schedule = fixmatch_cosine(optimizer, total_steps=16)
+    assert schedule["interval"] == "step"
+    for _ in range(8):
+        optimizer.step()
+        schedule["scheduler"].step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.03 * math.cos(7 * math.pi * 8 / 256))
+
+
+def test_semi_composes_its_protocol_and_refuses_other_regimes(tmp_path):
+    experiment_cfg = compose_config(*SEMI, "semi=flexmatch", "method=margin")
+    experiment = build_experiment(experiment_cfg)
+    module = experiment.make_module()
+    assert (
+        module.unlabeled_term.settings.flexible and module.unlabeled_training.batch_size == 7 * 32
+    )
+    trainer = experiment.make_trainer([])
+    assert trainer.max_epochs == 20 and trainer.limit_train_batches == 64
+    assert [type(c).__name__ for c in module.training_callbacks()] == ["EmaWeights"]
+    for method, line in (("m2_vaal", "method=m2_vaal trains its own regime"),):
+        with pytest.raises(ConfigError, match=line):
+            build_experiment(compose_config(*SEMI, "semi=fixmatch", f"method={method}"))
+    with pytest.raises(ConfigError, match="augments images"):
+        build_experiment(compose_config(*SEMI, "semi=fixmatch", "dataset=moons"))
+
+
+@pytest.mark.parametrize("method", ["random", "margin", "ta_vaal", "dast_al", "learning_loss"])
+def test_a_two_stage_run_under_fixmatch(method, tmp_path, monkeypatch):
+    """Every stage trains the protocol's 2 epochs of 3 steps, each with the unlabeled term."""
+    steps = []
+    forward = UnlabeledTerm.forward
+
+    def counted(self, weak_logits, strong_logits, index):
+        steps.append(len(index))
+        return forward(self, weak_logits, strong_logits, index)
+
+    monkeypatch.setattr(UnlabeledTerm, "forward", counted)
+    overrides = [*SEMI, *FAST, "semi=fixmatch", f"method={method}"]
+    if method == "ta_vaal":
+        overrides += ["method.selector.epochs_v=1"]
+    records = run(compose_config(*overrides), tmp_path)
+    assert [r["n_labeled"] for r in records] == [20, 30]
+    assert [r["epochs"] for r in records] == [2, 2] and len(steps) == 2 * 2 * 3
+    assert set(steps) == {2 * 32}  # μ·B unlabeled samples in every step
+
+
+def test_a_semi_supervised_run_is_repeatable_and_resumes_exactly(tmp_path):
+    overrides = [*SEMI, *FAST, "semi=flexmatch", "method=margin"]
+    first = run(compose_config(*overrides), tmp_path / "a")
+    again = run(compose_config(*overrides), tmp_path / "b")
+    assert without_timings(first) == without_timings(again)
+
+
+def test_under_semi_the_picks_ignore_unlabeled_labels_and_nothing_reachable_holds_them(
+    tiny_config,
+):
+    """The contract of tests/test_contract.py under semi=flexmatch: picks and scores unchanged
+    with the unlabeled labels permuted or all wrong; a selector walking every attribute it can
+    reach (the unlabeled training loader, the learning status) finds no unlabeled labels."""
+    cfg = tiny_config("method=margin", "semi=flexmatch", *FAST)
+    data = build_data(cfg.dataset)
+    clean = two_stages(cfg, data)
+    blind = two_stages(cfg, data, poisons=(permuted, shifted))
+    for truth, seen in zip(clean, blind, strict=True):
+        assert torch.equal(truth.indices, seen.indices)
+        assert torch.equal(truth.scores, seen.scores)
+    cfg.method.selector = {"_target_": "test_contract.LabelHunter"}
+    LabelHunter.targets, LabelHunter.planted = data.pool_targets, None
+    two_stages(cfg, data)
+    assert LabelHunter.found == []

@@ -19,12 +19,18 @@ train: install  ## one AL experiment with the default config; pass overrides as 
 
 # Every method × seeds 0-2: one multirun per method, two at a time (one per core) from a queue
 # that starts with the slowest — the VAE-based selectors, which reverse name order puts first.
-METHODS := $(sort $(basename $(notdir $(wildcard conf/method/*.yaml))))
+# SEMI=fixmatch|flexmatch: the same under semi-supervised training, for the methods whose task
+# learner is the standard classifier (the others train their own regime).
+SEMI ?= none
+ALL_METHODS := $(sort $(basename $(notdir $(wildcard conf/method/*.yaml))))
+OWN_REGIME_METHODS := $(basename $(notdir $(shell grep -l -E \
+	"task_module@module: m2|al\.methods\.(ads|bgadl|qbc)\.[A-Za-z]*Module" conf/method/*.yaml)))
+METHODS := $(if $(filter none,$(SEMI)),$(ALL_METHODS),$(filter-out $(OWN_REGIME_METHODS),$(ALL_METHODS)))
 SWEEP := multirun/sweep-$(shell date +%Y-%m-%d_%H-%M-%S)
 SWEEP_ONE := OMP_NUM_THREADS=1 $(PY) -m al.train -m +experiment=sweep_digits seed=0,1,2 \
-	hydra.sweep.dir=$(SWEEP) method=
+	semi=$(SEMI) hydra.sweep.dir=$(SWEEP) method=
 
-sweep: install  ## every method × seeds 0,1,2 on digits, both cores, then the comparison
+sweep: install  ## every method × seeds 0,1,2 on digits, both cores, then the comparison (SEMI=fixmatch)
 	mkdir -p $(SWEEP)
 	printf '%s\n' $(METHODS) | sort -r | xargs -P 2 -I METHOD \
 		sh -c '$(SWEEP_ONE)METHOD > $(SWEEP)/METHOD.log 2>&1 || { echo "METHOD failed: see $(SWEEP)/METHOD.log"; exit 255; }'

@@ -18,7 +18,7 @@ from al.semi.ema import EmaWeights
 from al.semi.losses import fixmatch_loss, flexmatch_thresholds, update_status
 from al.semi.protocol import UnlabeledTerm, fixmatch_cosine
 
-from conftest import compose_config, without_timings
+from conftest import FASTER, compose_config, killed_run, options, read_results, without_timings
 from test_contract import LabelHunter, permuted, shifted, two_stages
 
 SEMI = ["logger=none", "budget.initial=20", "budget.query=10", "budget.stages=2"]
@@ -92,14 +92,27 @@ def test_semi_composes_its_protocol_and_refuses_other_regimes(tmp_path):
     trainer = experiment.make_trainer([])
     assert trainer.max_epochs == 20 and trainer.limit_train_batches == 64
     assert [type(c).__name__ for c in module.training_callbacks()] == ["EmaWeights"]
-    for method, line in (("m2_vaal", "method=m2_vaal trains its own regime"),):
-        with pytest.raises(ConfigError, match=line):
-            build_experiment(compose_config(*SEMI, "semi=fixmatch", f"method={method}"))
     with pytest.raises(ConfigError, match="augments images"):
         build_experiment(compose_config(*SEMI, "semi=fixmatch", "dataset=moons"))
 
 
-@pytest.mark.parametrize("method", ["random", "margin", "ta_vaal", "dast_al", "learning_loss"])
+OWN_REGIMES = {"ads", "bgadl", "qbc", *(m for m in options("method") if m.startswith("m2_"))}
+CLASSIFIER_METHODS = sorted(set(options("method")) - OWN_REGIMES)
+
+
+def test_the_standard_classifier_methods_are_the_makefiles_semi_sweep():
+    assert len(CLASSIFIER_METHODS) == 19 and "ta_vaal" in CLASSIFIER_METHODS
+    for method in CLASSIFIER_METHODS:
+        assert "semi" in compose_config(f"method={method}").method.module, method
+
+
+@pytest.mark.parametrize("method", sorted(OWN_REGIMES))
+def test_methods_with_their_own_regime_refuse_semi_in_one_line(method):
+    with pytest.raises(ConfigError, match=f"method={method} trains its own regime"):
+        build_experiment(compose_config(*SEMI, "semi=fixmatch", f"method={method}"))
+
+
+@pytest.mark.parametrize("method", CLASSIFIER_METHODS)
 def test_a_two_stage_run_under_fixmatch(method, tmp_path, monkeypatch):
     """Every stage trains the protocol's 2 epochs of 3 steps, each with the unlabeled term."""
     steps = []
@@ -110,20 +123,21 @@ def test_a_two_stage_run_under_fixmatch(method, tmp_path, monkeypatch):
         return forward(self, weak_logits, strong_logits, index)
 
     monkeypatch.setattr(UnlabeledTerm, "forward", counted)
-    overrides = [*SEMI, *FAST, "semi=fixmatch", f"method={method}"]
-    if method == "ta_vaal":
-        overrides += ["method.selector.epochs_v=1"]
+    overrides = [*SEMI, *FAST, "semi=fixmatch", f"method={method}", *FASTER.get(method, [])]
     records = run(compose_config(*overrides), tmp_path)
     assert [r["n_labeled"] for r in records] == [20, 30]
     assert [r["epochs"] for r in records] == [2, 2] and len(steps) == 2 * 2 * 3
     assert set(steps) == {2 * 32}  # μ·B unlabeled samples in every step
 
 
-def test_a_semi_supervised_run_is_repeatable_and_resumes_exactly(tmp_path):
-    overrides = [*SEMI, *FAST, "semi=flexmatch", "method=margin"]
-    first = run(compose_config(*overrides), tmp_path / "a")
-    again = run(compose_config(*overrides), tmp_path / "b")
-    assert without_timings(first) == without_timings(again)
+def test_a_semi_supervised_run_killed_mid_stage_resumes_to_the_uninterrupted_results(
+    tmp_path, monkeypatch
+):
+    cfg = compose_config(*SEMI, *FAST, "semi=flexmatch", "method=margin")
+    uninterrupted = run(cfg, tmp_path / "a")
+    killed_run(cfg, tmp_path / "b", monkeypatch, stage=1, finished=False)
+    assert len(read_results(tmp_path / "b")) == 1
+    assert without_timings(run(cfg, tmp_path / "b")) == without_timings(uninterrupted)
 
 
 def test_under_semi_the_picks_ignore_unlabeled_labels_and_nothing_reachable_holds_them(

@@ -47,6 +47,8 @@ RESUMABLE_KEYS = (
     "budget.stop_when_discriminator_chance",
     "budget.chance_tolerance",
     "print_pick_classes",
+    # Read by semi-supervised training alone, which runs began after the key was added.
+    "dataset.hflip_keeps_label",
 )
 
 # Keys that configs gained after runs were made with them, with the value those runs implied

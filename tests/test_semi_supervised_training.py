@@ -72,6 +72,29 @@ def test_the_ema_follows_its_formula_and_becomes_the_weights_at_the_end():
     torch.testing.assert_close(module.layer.weight.detach(), expected)
 
 
+def test_the_ema_warm_up_forgets_the_initial_weights_in_a_short_run():
+    """d_t = min(d, (1 + t)/(10 + t)): 0.1, 2/11, … rising to d; after 100 steps of a constant
+    θ the plain EMA still holds 0.999^100 of θ_0, the warmed-up one ∏ d_t of it."""
+    module = pl.LightningModule()
+    module.layer = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        module.layer.weight.fill_(0.0)
+    plain, warm = EmaWeights(0.999), EmaWeights(0.999, warmup=True)
+    for ema in (plain, warm):
+        ema.on_train_start(None, module)
+    assert warm.rate() == pytest.approx(0.1)
+    with torch.no_grad():
+        module.layer.weight.fill_(1.0)
+    kept = 1.0
+    for step in range(100):
+        kept *= min(0.999, (1 + step) / (10 + step))
+        for ema in (plain, warm):
+            ema.on_train_batch_end(None, module, None, None, step)
+    assert plain.average["layer.weight"].item() == pytest.approx(1 - 0.999**100, rel=1e-5)
+    assert warm.average["layer.weight"].item() == pytest.approx(1 - kept, rel=1e-5)
+    assert warm.average["layer.weight"].item() > 0.99
+
+
 def test_the_cosine_schedule_is_the_papers():
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.03)
     schedule = fixmatch_cosine(optimizer, total_steps=16)

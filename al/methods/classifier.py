@@ -100,7 +100,8 @@ class ClassifierModule(TaskModule):
         """Under `semi`, the EMA of the weights that evaluation and selection use."""
         if self.unlabeled_term is None:
             return []
-        return [EmaWeights(self.unlabeled_term.settings.ema_decay)]
+        settings = self.unlabeled_term.settings
+        return [EmaWeights(settings.ema_decay, settings.ema_warmup)]
 
     def predicted_loss(self, x: torch.Tensor) -> torch.Tensor:
         """The loss prediction module's output for each sample of `x`."""

@@ -22,14 +22,18 @@ class FixMatch:
     """FixMatch (Sohn et al. 2020): `ratio` (μ) unlabeled samples per labeled one in every
     step, pseudo-labels from the weak view kept above `threshold` (τ), the strong view
     trained on them with weight `unlabeled_weight` (λ_u), evaluation and selection with an
-    EMA of the weights (`ema_decay`). `flexible`: FlexMatch's class-wise thresholds (Zhang et
-    al. 2021), with its `warmup` and `mapping` (convex or linear)."""
+    EMA of the weights (`ema_decay`, warmed up with `ema_warmup`: `EmaWeights`). `flip`: the
+    views flip images horizontally (not digits: a flip changes their label). `flexible`:
+    FlexMatch's class-wise thresholds (Zhang et al. 2021), with its `warmup` and `mapping`
+    (convex or linear)."""
 
     labeled_batch_size: PositiveInt = 64
     threshold: Probability = 0.95
     unlabeled_weight: NonNegativeFloat = 1.0
     ratio: PositiveInt = 7
     ema_decay: Probability = 0.999
+    ema_warmup: bool = True
+    flip: bool = True
     strong: StrongAugment = field(default_factory=StrongAugment)
     flexible: bool = False
     warmup: bool = True
@@ -47,8 +51,10 @@ class FixMatch:
         """The weak and the strong view of a batch of pixel images, stacked on a new first
         dimension; each view draws its own flip and shift, the strong one then RandAugment
         and Cutout (the paper's code)."""
-        weak = weak_augment(pixels, generator)
-        return torch.stack([weak, self.strong(weak_augment(pixels, generator), generator)])
+        flip = 0.5 if self.flip else 0.0
+        weak = weak_augment(pixels, generator, flip=flip)
+        strong = self.strong(weak_augment(pixels, generator, flip=flip), generator)
+        return torch.stack([weak, strong])
 
 
 class UnlabeledTerm(nn.Module):

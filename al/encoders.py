@@ -32,10 +32,6 @@ def cache_key(cfg: DictConfig, *groups: str) -> dict[str, Any]:
     return key
 
 
-def resolved(node: DictConfig | None) -> Any:
-    return without_roots(OmegaConf.to_container(node, resolve=True) if node else None)
-
-
 def without_roots(tree: Any) -> Any:
     if isinstance(tree, dict):
         return {k: without_roots(v) for k, v in tree.items() if k != "root"}

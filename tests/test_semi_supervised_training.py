@@ -113,7 +113,7 @@ def test_semi_composes_its_protocol_and_refuses_other_regimes(tmp_path):
         module.unlabeled_term.settings.flexible and module.unlabeled_training.batch_size == 7 * 32
     )
     trainer = experiment.make_trainer([])
-    assert trainer.max_epochs == 20 and trainer.limit_train_batches == 64
+    assert trainer.max_epochs == 80 and trainer.limit_train_batches == 64  # 4 × FixMatch's
     assert [type(c).__name__ for c in module.training_callbacks()] == ["EmaWeights"]
     with pytest.raises(ConfigError, match="augments images"):
         build_experiment(compose_config(*SEMI, "semi=fixmatch", "dataset=moons"))

@@ -18,18 +18,12 @@ from al.budget import class_shares
 from al.data import ALData
 from al.data.base import TensorInputs
 from al.errors import ConfigError
-from al.methods.cold_start import (
-    delta_ball_graph,
-    delta_grid,
-    kmeans_assign,
-    probcover_picks,
-    purity_delta,
-    typiclust_picks,
-    unit_rows,
-)
+from al.methods.cold_start import unit_rows
 from al.methods.coreset import k_center_greedy
 from al.methods.fitting import StepNetwork, fit_network
+from al.methods.probcover import ProbCoverSelector
 from al.methods.selector import TieBreak
+from al.methods.typiclust import TypiClustSelector
 from al.methods.vaal import shuffled_batches
 from al.models.vae import build_vae, vae_loss
 from al.pool import random_initial, stage_rng
@@ -81,22 +75,22 @@ COLD_START = ("typiclust", "probcover")
 
 def cold_start_initial(strategy: str, data: ALData, size: int, seed: int) -> np.ndarray:
     """TypiClust's or ProbCover's first `size` picks with nothing labeled, on the pool's
-    feature vectors (embedding mode's features, or a vector dataset's inputs), normalised to
-    unit length, with the selectors' defaults (conf/method/typiclust.yaml, probcover.yaml)."""
+    feature vectors (embedding mode's features, or a vector dataset's inputs), with the
+    selectors' own defaults (al.methods.typiclust, al.methods.probcover)."""
     inputs = data.pool.inputs
     if not isinstance(inputs, TensorInputs) or inputs.x.dim() != 2:
         raise ConfigError(
             f"budget.initial_strategy={strategy} clusters feature vectors, and this pool holds "
             "images: add embedding=linear (with representation=simclr, or a pretrained model)"
         )
-    features = unit_rows(inputs.x.float().numpy())
-    nothing = np.zeros(len(features), dtype=bool)
+    selector = TypiClustSelector() if strategy == "typiclust" else ProbCoverSelector()
+    features = inputs.x.float().numpy()
+    rows = unit_rows(features) if selector.normalize else features
+    nothing = np.zeros(len(rows), dtype=bool)
     ties = TieBreak(int(stage_rng(seed, 0, strategy).integers(2**31 - 1)))
     if strategy == "typiclust":
-        return typiclust_picks(features, nothing, size, ties, seed)[0]
-    labels = kmeans_assign(features, data.num_classes, seed, iterations=100)
-    delta, _ = purity_delta(features, labels, alpha=0.95, grid=delta_grid(0.05, 2.0))
-    return probcover_picks(delta_ball_graph(features, delta), nothing, size, ties)[0]
+        return selector.picks(rows, nothing, size, ties, seed)[0]
+    return selector.picks(rows, nothing, size, ties, seed, data.num_classes)[0]
 
 
 def class_initial(targets: np.ndarray, classes: Sequence[int], size: int, seed: int) -> np.ndarray:

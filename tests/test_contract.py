@@ -79,7 +79,12 @@ def test_selection_contract_and_blindness_to_unlabeled_labels(tiny_config, metho
     """Picks and scores of both stages are unchanged when stage 0 sees the unlabeled labels
     permuted and stage 1 sees them all shifted to a wrong class."""
     cfg = tiny_config(f"method={method}", "trainer.max_epochs=2", *FASTER.get(method, []))
-    data = build_data(cfg.dataset)
+    assert_blind_to_unlabeled_labels(cfg, build_data(cfg.dataset))
+
+
+def assert_blind_to_unlabeled_labels(cfg, data: ALData) -> None:
+    """Both stages' picks and scores equal those of a run whose stage 0 sees the unlabeled
+    labels permuted and whose stage 1 sees them all shifted to a wrong class."""
     clean = two_stages(cfg, data)
     blind = two_stages(cfg, data, poisons=(permuted, shifted))
     for stage, (truth, seen) in enumerate(zip(clean, blind, strict=True)):

@@ -17,7 +17,7 @@ from al.methods.cold_start import (
     probcover_picks,
     purity_delta,
 )
-from al.methods.selector import SelectionRequest, Selector
+from al.methods.selector import SelectionRequest, Selector, TieBreak
 from al.options import PositiveFloat, PositiveInt, Probability
 
 
@@ -59,14 +59,31 @@ class ProbCoverSelector(Selector):
         self, module: pl.LightningModule, request: SelectionRequest
     ) -> tuple[torch.Tensor, torch.Tensor]:
         indices, features, labeled = penultimate_features(module, request, self.normalize)
+        positions, gains = self.picks(
+            features, labeled, request.query, self.ties, request.seed, module.num_classes
+        )
+        return indices[torch.from_numpy(positions)], torch.from_numpy(gains).float()
+
+    def picks(
+        self,
+        features: np.ndarray,
+        labeled: np.ndarray,
+        query: int,
+        ties: TieBreak,
+        seed: int,
+        classes: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """ProbCover's picks and coverage gains with this selector's settings (rows of
+        `features`, normalised already when `normalize`; δ by purity over `classes`
+        pseudo-labels unless given); also the initial pool's (al.initial)."""
         delta = self.delta
         if delta is None:
-            delta = self.purest_delta(features, module.num_classes, request.seed)
+            delta = self.purest_delta(features, classes, seed)
         graph = delta_ball_graph(features, delta, self.chunk)
-        positions, gains, covered = probcover_picks(graph, labeled, request.query, self.ties)
+        positions, gains, covered = probcover_picks(graph, labeled, query, ties)
         self.metrics["probcover/delta"] = float(delta)
         self.metrics["probcover/coverage"] = float(covered.mean())
-        return indices[torch.from_numpy(positions)], torch.from_numpy(gains).float()
+        return positions, gains
 
     def purest_delta(self, features: np.ndarray, classes: int, seed: int) -> float:
         """The purity heuristic's δ, its purity kept as a stage metric."""

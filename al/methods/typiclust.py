@@ -4,11 +4,12 @@ clusters that hold no labeled sample, on the task model's penultimate features."
 
 from __future__ import annotations
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
 from al.methods.cold_start import Distance, penultimate_features, typiclust_picks
-from al.methods.selector import SelectionRequest, Selector
+from al.methods.selector import SelectionRequest, Selector, TieBreak
 from al.options import PositiveInt
 
 
@@ -38,16 +39,23 @@ class TypiClustSelector(Selector):
         self, module: pl.LightningModule, request: SelectionRequest
     ) -> tuple[torch.Tensor, torch.Tensor]:
         indices, features, labeled = penultimate_features(module, request, self.normalize)
-        positions, scores = typiclust_picks(
+        positions, scores = self.picks(features, labeled, request.query, self.ties, request.seed)
+        return indices[torch.from_numpy(positions)], torch.from_numpy(scores).float()
+
+    def picks(
+        self, features: np.ndarray, labeled: np.ndarray, query: int, ties: TieBreak, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`typiclust_picks` with this selector's settings (rows of `features`, normalised
+        already when `normalize`); also the initial pool's (al.initial)."""
+        return typiclust_picks(
             features,
             labeled,
-            request.query,
-            self.ties,
-            request.seed,
+            query,
+            ties,
+            seed,
             self.max_clusters,
             self.min_cluster_size,
             self.neighbours,
             self.distance,
             self.kmeans_iterations,
         )
-        return indices[torch.from_numpy(positions)], torch.from_numpy(scores).float()

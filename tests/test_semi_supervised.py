@@ -4,6 +4,7 @@ class-restricted initial pool, selector stage metrics and the discriminator stop
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -59,6 +60,24 @@ def test_modules_that_do_not_ask_get_the_labeled_loader_alone(tiny_config):
     datamodule = stage_datamodule(tiny_config, None)
     x, _ = next(iter(datamodule.train_dataloader()))
     assert x.shape == (16, 1, 8, 8) and datamodule.unlabeled_count == 0
+
+
+def test_a_labeled_view_replaces_the_datasets_augmentation_on_the_device(tiny_config):
+    """`labeled_view`: labeled inputs served with test-time transforms, then (here) negated
+    on the device: every served image is 1 − the pixels of one of the 40 labeled samples."""
+    negate = UnlabeledTraining(batch_size=64, labeled_view=lambda pixels, _: 1 - pixels)
+    datamodule = stage_datamodule(tiny_config, negate)
+    device = SimpleNamespace(root_device=torch.device("cpu"))
+    datamodule.trainer = SimpleNamespace(training=True, strategy=device)
+    batch, _, _ = next(iter(datamodule.train_dataloader()))
+    served, _ = datamodule.on_after_batch_transfer(batch, 0)["labeled"]
+    stats = datamodule.pool.pixel_stats
+    labeled = datamodule.pool.labeled(datamodule.labeled_indices, datamodule.labeled_targets)
+    test_time = torch.stack([labeled[i][0] for i in range(len(labeled))])
+    distances = torch.cdist(
+        (1 - stats.to_pixels(served)).flatten(1), stats.to_pixels(test_time).flatten(1)
+    )
+    assert len(served) == 16 and distances.min(dim=1).values.max() < 1e-5
 
 
 def test_initial_classes_draw_an_equal_share_of_those_classes_only(tiny_config):

@@ -14,9 +14,10 @@ from torch import nn
 from al.build import build_data, build_experiment
 from al.errors import ConfigError
 from al.loop import run
+from al.semi.augment import weak_augment
 from al.semi.ema import EmaWeights
 from al.semi.losses import fixmatch_loss, flexmatch_thresholds, update_status
-from al.semi.protocol import UnlabeledTerm, fixmatch_cosine
+from al.semi.protocol import FixMatch, UnlabeledTerm, fixmatch_cosine
 
 from conftest import FASTER, compose_config, killed_run, options, read_results, without_timings
 from test_contract import LabelHunter, assert_blind_to_unlabeled_labels, two_stages
@@ -103,6 +104,19 @@ def test_the_cosine_schedule_is_the_papers():
         optimizer.step()
         schedule["scheduler"].step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.03 * math.cos(7 * math.pi * 8 / 256))
+
+
+def test_the_labeled_batch_trains_on_its_weak_view_unless_the_dataset_augments_it():
+    """`labeled_augmentation`: weak — α(x_b) of Eq. 2, the same flip and shift as the
+    unlabeled weak view; dataset — no view of the protocol's (the dataset's own transform)."""
+    pixels = torch.rand(6, 1, 8, 8)
+    weak = FixMatch(labeled_augmentation="weak").unlabeled_training().labeled_view
+    made = weak(pixels, torch.Generator().manual_seed(3))
+    expected = weak_augment(pixels, torch.Generator().manual_seed(3), flip=0.5)
+    assert torch.equal(made, expected) and not torch.equal(made, pixels)
+    assert FixMatch(labeled_augmentation="dataset").unlabeled_training().labeled_view is None
+    digits = FixMatch(flip=False).weak_view(pixels, torch.Generator().manual_seed(3))
+    assert torch.equal(digits, weak_augment(pixels, torch.Generator().manual_seed(3), flip=0.0))
 
 
 def test_semi_composes_its_protocol_and_refuses_other_regimes(tmp_path):

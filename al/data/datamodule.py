@@ -38,11 +38,14 @@ class UnlabeledTraining:
     short (and reshuffled every epoch). `views`: serve the unlabeled inputs with test-time
     transforms and, on the training device, replace each batch `(x, index)` by `(*views, index)`
     where `views(pixels, generator)` stacks augmented pixel views (semi-supervised training).
+    `labeled_view`: likewise serve the labeled inputs with test-time transforms and replace
+    each `x` by `labeled_view(pixels, generator)` (in place of the dataset's augmentation).
     """
 
     batch_size: int | None = 128
     epoch: str = "longest"
     views: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    labeled_view: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.epoch not in EPOCHS:
@@ -196,22 +199,24 @@ class ALDataModule(pl.LightningDataModule):
         return 0 if self.unlabeled_indices is None else len(self.unlabeled_indices)
 
     def train_dataloader(self) -> DataLoader | CombinedLoader:
-        self.device_transform = self.training_transform_on_device()
+        wanted = self.unlabeled_training
+        own_view = wanted is not None and wanted.labeled_view is not None
+        self.device_transform = None if own_view else self.training_transform_on_device()
         pool = self.pool if self.device_transform is None else self.pool.untransformed_training()
-        labeled_view = pool.labeled(self.labeled_indices, self.labeled_targets, train=True)
+        labeled_view = pool.labeled(self.labeled_indices, self.labeled_targets, train=not own_view)
         if self.labeled_ids:
             labeled_view = WithGlobalIndex(labeled_view)
         if self.synthetic is not None and len(self.synthetic) > 0:
             labeled_view = ConcatDataset([labeled_view, self.synthetic])
         labeled = self.labeled_loader(labeled_view)
-        if self.unlabeled_training is None:
+        if wanted is None:
             return labeled
-        wanted = self.unlabeled_training
         batch_size = wanted.batch_size or math.ceil(self.unlabeled_count / len(labeled))
         if wanted.views is None:
             unlabeled_view = pool.unlabeled(self.unlabeled_indices, train=True)
         else:
             unlabeled_view = self.pool.unlabeled(self.unlabeled_indices, train=False)
+        if wanted.views is not None or own_view:
             self.views_generator = torch.Generator(self.trainer.strategy.root_device)
             self.views_generator.manual_seed(int(torch.randint(2**62, (1,))))
         unlabeled = self._loader(unlabeled_view, batch_size, shuffle=True)
@@ -247,16 +252,22 @@ class ALDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Training batches of raw images, augmented and normalised on their device; the
-        unlabeled batches' views (`UnlabeledTraining.views`) made there."""
+        views of `UnlabeledTraining` (`labeled_view`, `views`) made there."""
         if not self.trainer.training:
             return batch
         if self.device_transform is not None:
             batch = transformed_inputs(batch, self.device_transform)
-        views = self.unlabeled_training.views if self.unlabeled_training else None
-        if views is not None and isinstance(batch, dict):
+        wanted = self.unlabeled_training
+        if wanted is None or not isinstance(batch, dict):
+            return batch
+        stats = self.pool.pixel_stats
+        if wanted.labeled_view is not None:
+            x, *rest = batch["labeled"]
+            x = stats.to_inputs(wanted.labeled_view(stats.to_pixels(x), self.views_generator))
+            batch = {**batch, "labeled": (x, *rest)}
+        if wanted.views is not None:
             x, index = batch["unlabeled"]
-            stats = self.pool.pixel_stats
-            made = views(stats.to_pixels(x), self.views_generator)
+            made = wanted.views(stats.to_pixels(x), self.views_generator)
             batch = {**batch, "unlabeled": (*(stats.to_inputs(v) for v in made), index)}
         return batch
 

@@ -25,7 +25,8 @@ class FixMatch:
     EMA of the weights (`ema_decay`, warmed up with `ema_warmup`: `EmaWeights`). `flip`: the
     views flip images horizontally (not digits: a flip changes their label). `flexible`:
     FlexMatch's class-wise thresholds (Zhang et al. 2021), with its `warmup` and `mapping`
-    (convex or linear)."""
+    (convex or linear). `labeled_augmentation`: `weak` trains the labeled batch on its weak
+    view (Eq. 2: α(x_b)), `dataset` on the dataset's own training augmentation."""
 
     labeled_batch_size: PositiveInt = 64
     threshold: Probability = 0.95
@@ -38,22 +39,29 @@ class FixMatch:
     flexible: bool = False
     warmup: bool = True
     mapping: Literal["convex", "linear"] = "convex"
+    labeled_augmentation: Literal["weak", "dataset"] = "weak"
 
     def unlabeled_training(self) -> UnlabeledTraining:
         """μ·B unlabeled samples a step (B: `labeled_batch_size`, the loader's), served with
         test-time transforms and turned into `views` on the training device; an epoch is a
         pass over the unlabeled pool, which the protocol bounds by its steps per epoch."""
         return UnlabeledTraining(
-            batch_size=self.ratio * self.labeled_batch_size, epoch="longest", views=self.views
+            batch_size=self.ratio * self.labeled_batch_size,
+            epoch="longest",
+            views=self.views,
+            labeled_view=self.weak_view if self.labeled_augmentation == "weak" else None,
         )
+
+    def weak_view(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """α: a random flip (where `flip`) and shift of every image."""
+        return weak_augment(pixels, generator, flip=0.5 if self.flip else 0.0)
 
     def views(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The weak and the strong view of a batch of pixel images, stacked on a new first
         dimension; each view draws its own flip and shift, the strong one then RandAugment
         and Cutout (the paper's code)."""
-        flip = 0.5 if self.flip else 0.0
-        weak = weak_augment(pixels, generator, flip=flip)
-        strong = self.strong(weak_augment(pixels, generator, flip=flip), generator)
+        weak = self.weak_view(pixels, generator)
+        strong = self.strong(self.weak_view(pixels, generator), generator)
         return torch.stack([weak, strong])
 
 

@@ -259,7 +259,7 @@ def test_every_sample_of_a_pass_sees_the_same_dropout_mask_drawn_from_the_seed()
 
 def test_full_passes_fix_masks_too_and_leave_batchnorm_alone():
     module = module_with_dropout(SmallCNN, (1, 8, 8))
-    module.backbone.conv_dropout = torch.nn.Dropout(0.0)  # a second dropout: full passes
+    module.backbone.conv_dropout = torch.nn.Dropout(0.1)  # a second dropout: full passes
     before = {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
     x = torch.randn(5, 1, 8, 8).repeat(2, 1, 1, 1)
     _, probs = BatchBaldSelector(passes=4).mc_probabilities(module, request_for(x, 2).candidates, 0)

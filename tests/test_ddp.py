@@ -125,7 +125,9 @@ def test_every_rank_keeps_the_picks_rank_zero_broadcasts():
     selector = FirstCandidates()
     selector.request(SelectionRequest(loader, loader, indices, query=2, seed=0))
     rank_zero = (torch.tensor([15, 12]), torch.tensor([0.9, 0.8]))
-    trainer = SimpleNamespace(strategy=SimpleNamespace(broadcast=lambda obj, src: rank_zero))
+    trainer = SimpleNamespace(
+        world_size=1, global_rank=1, strategy=SimpleNamespace(broadcast=lambda obj, src: rank_zero)
+    )
     selector.on_train_end(trainer, torch.nn.Linear(2, 2))
     assert selector.selection.indices.tolist() == [15, 12]
 

@@ -32,9 +32,9 @@ class StreamedInputs(Dataset):
         return torch.randn(SHAPE, generator=generator)
 
 
-def in_memory_inputs(size: int, seed: int = 0) -> TensorInputs:
-    """`size` synthetic inputs as one tensor (the selection suite's pools)."""
-    return TensorInputs(torch.randn((size, *SHAPE), generator=torch.Generator().manual_seed(seed)))
+def in_memory_inputs(size: int, seed: int = 0, shape: tuple[int, ...] = SHAPE) -> TensorInputs:
+    """`size` synthetic inputs of `shape` as one tensor (the selection suite's pools)."""
+    return TensorInputs(torch.randn((size, *shape), generator=torch.Generator().manual_seed(seed)))
 
 
 def task_module(settings: Settings) -> pl.LightningModule:

@@ -1,7 +1,8 @@
 """`selection`: selectors' seconds to score candidates against a bare forward pass over the
 same loader — the single-pass scores at 1k / 10k / 100k, every method of `conf/method/` with
-its own task module and selector at 1k / 10k (BatchBALD at 10 and 100 classes) — and Core-set's
-k-center against its reference and floor."""
+its own task module and selector at 1k / 10k (BatchBALD at 10 and 100 classes) — Core-set's
+k-center against its reference and floor, and BALD's and BatchBALD's full MC-dropout passes
+against the cached trunk."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from al import CONF_DIR
 from al.bench.figures import Figure, PeakMemory, timed
 from al.bench.kcenter_figures import kcenter_figures
+from al.bench.mc_cache import mc_cache_figures
 from al.bench.overhead import stage_config
 from al.bench.pools import in_memory_inputs, request_for, task_module
 from al.bench.settings import Settings
@@ -147,4 +149,9 @@ def method_figures(settings: Settings) -> list[Figure]:
 
 
 def run(settings: Settings) -> list[Figure]:
-    return selector_figures(settings) + method_figures(settings) + kcenter_figures(settings)
+    return (
+        selector_figures(settings)
+        + method_figures(settings)
+        + kcenter_figures(settings)
+        + mc_cache_figures(settings)
+    )

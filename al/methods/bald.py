@@ -3,7 +3,12 @@
 T stochastic passes with the dropout layers on and everything else — BatchNorm in
 particular — in eval mode, so scoring never moves the normalisation statistics. The dropout
 is the model's (`model.dropout`), the same for every method of a comparison: a model without
-any is refused before training starts, never given a layer the other methods lack.
+any is refused before training starts, never given a layer the other methods lack. When the
+only dropout is the slot before the classifier, the features are computed once per batch and
+only the head is resampled (al.methods.mc_dropout), with the same masks as full passes.
+Each batch's masks come from the default generators seeded by (the stage's selection seed, the
+batch's first global index), so a batch scores the same wherever it is computed: on one
+process, or on its rank's shard under DDP (al.methods.shards).
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import torch.nn.functional as F
 
 from al.errors import ConfigError
 from al.methods.entropy import entropy
+from al.methods.mc_dropout import McPasses, mc_dropout_layers
 from al.methods.selector import SelectionRequest, Selector
-from al.models.backbone import dropout_layers
 from al.options import PositiveInt
 
 
@@ -87,11 +92,15 @@ ACQUISITIONS = {
 
 
 class BaldSelector(Selector):
-    """Scores each candidate from `passes` dropout samples with `acquisition`."""
+    """Scores each candidate from `passes` dropout samples with `acquisition`;
+    `cache_features`: the trunk once per batch where only the head is stochastic (false:
+    always full passes, for a model whose randomness no dropout layer shows)."""
 
     tasks = ("classification", "segmentation")
 
-    def __init__(self, passes: PositiveInt = 20, acquisition: str = "bald") -> None:
+    def __init__(
+        self, passes: PositiveInt = 20, acquisition: str = "bald", cache_features: bool = True
+    ) -> None:
         super().__init__()
         if acquisition not in ACQUISITIONS:
             raise ConfigError(f"acquisition={acquisition!r} is not one of {sorted(ACQUISITIONS)}")
@@ -99,6 +108,7 @@ class BaldSelector(Selector):
             raise ConfigError(f"passes={passes} must be at least 2 for MC dropout")
         self.passes = passes
         self.acquisition = ACQUISITIONS[acquisition]
+        self.mc_passes = McPasses(passes, cache_features)
 
     def check_module(self, module: pl.LightningModule) -> None:
         """Refuse a model without dropout."""
@@ -111,7 +121,8 @@ class BaldSelector(Selector):
         for layer in layers:
             layer.train()
         try:
-            return super().select(module, request)
+            indices, scores = self.score_loader(module, request.candidates, request.seed)
+            return self.ties.top_k(indices, scores, request.query)
         finally:
             for layer in layers:
                 layer.eval()
@@ -121,22 +132,6 @@ class BaldSelector(Selector):
         return self.acquisition(mc_moments(probs))
 
     def passes_of(self, module: pl.LightningModule, x: torch.Tensor) -> Iterator[torch.Tensor]:
-        """`passes` logits of `x`, one at a time. When the only dropout is the slot before the
-        classifier, the deterministic features are computed once and only the head is
-        resampled."""
-        backbone = module.backbone
-        if dropout_layers(module) == [backbone.dropout]:
-            features, _ = backbone.embed(x)
-            return (backbone.decode(features, x.shape[2:]) for _ in range(self.passes))
-        return (module(x) for _ in range(self.passes))
-
-
-def mc_dropout_layers(module: pl.LightningModule) -> list[torch.nn.Module]:
-    """The dropout layers MC dropout samples, or the error naming the fix when there are none."""
-    layers = dropout_layers(module)
-    if not layers:
-        raise ConfigError(
-            "MC dropout needs a dropout layer, and the model has none: set model.dropout=0.5, "
-            "for every method it is compared with, so their task learners match"
-        )
-    return layers
+        """`passes` logits of `x`, one at a time; only the head is resampled when the slot
+        before the classifier is the only dropout (`McPasses`)."""
+        return self.mc_passes.logits(module, x)

@@ -13,7 +13,9 @@ paper's code rescores every candidate.
 
 Every candidate must be scored by the same T models, so each pass has one dropout mask shared by
 every sample (consistent MC dropout, as the paper's code), drawn from the stage's seed: picks are
-deterministic. The dropout is the model's (`model.dropout`), as for `bald`.
+deterministic. The dropout is the model's (`model.dropout`), as for `bald`, and so is the
+caching: when the slot before the classifier is the only dropout, the features are computed once
+per batch and the slot's hook serves masks 1..T to the head's T passes, as to T full passes.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from al.errors import ConfigError
-from al.methods.bald import BaldSelector, bald, mc_dropout_layers
+from al.methods.bald import BaldSelector, bald
 from al.methods.entropy import entropy
+from al.methods.mc_dropout import mc_dropout_layers
 from al.methods.selector import SelectionRequest, TieBreak, collect
 from al.options import PositiveFloat, PositiveInt
 
@@ -287,7 +290,8 @@ def consistent_dropout(layers: list[nn.Module], passes: int, seed: int) -> Itera
 
 
 class BatchBaldSelector(BaldSelector):
-    """Greedy BatchBALD over the candidates (or the `candidate_pool` of highest BALD)."""
+    """Greedy BatchBALD over the candidates (or the `candidate_pool` of highest BALD);
+    `cache_features` as `BaldSelector`'s."""
 
     tasks = ("classification",)
 
@@ -298,8 +302,9 @@ class BatchBaldSelector(BaldSelector):
         memory_mb: PositiveFloat = 128,
         lazy: bool = True,
         candidate_pool: int | None = None,
+        cache_features: bool = True,
     ) -> None:
-        super().__init__(passes)
+        super().__init__(passes, cache_features=cache_features)
         if samples < 1:
             raise ConfigError(f"method.selector.samples={samples} must be at least 1")
         if memory_mb <= 0:

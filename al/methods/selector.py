@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from al.methods.shards import current_shards, scoring_shards
 from al.runtime import signals
 
 
@@ -52,14 +54,44 @@ class Selection:
 
 
 def collect(
-    loader: DataLoader, fn: Callable[[torch.Tensor], torch.Tensor], device: torch.device
+    loader: DataLoader,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    seed: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`fn` of every batch of `(x, global_index)` (on `device`), concatenated, with the indices."""
+    """`fn` of every batch of `(x, global_index)` (on `device`), concatenated, with the indices.
+    During a sharded selection (`al.methods.shards`), this rank computes its share of the
+    batches and every rank receives all of them, in the loader's order. With a `seed`, the
+    random draws of `fn` (MC dropout's masks) come from the default generators seeded by
+    (seed, the batch's first global index): the same for a batch wherever it is computed."""
+    shards = current_shards()
+    if shards is not None:
+        loader = shards.loader(loader)
     all_indices, outputs = [], []
     for x, indices in loader:
-        outputs.append(fn(x.to(device)))
+        with nullcontext() if seed is None else batch_seeded(seed, int(indices[0]), device):
+            outputs.append(fn(x.to(device)))
         all_indices.append(indices)
-    return torch.cat(all_indices), torch.cat(outputs)
+    if shards is None:
+        return torch.cat(all_indices), torch.cat(outputs)
+    indices = torch.cat(all_indices).to(outputs[0].device) if outputs else None
+    computed = torch.cat(outputs) if outputs else None
+    return shards.gather_rows(indices).cpu(), shards.gather_rows(computed)
+
+
+@contextmanager
+def batch_seeded(seed: int, first_index: int, device: torch.device | str) -> Iterator[None]:
+    """The CPU's and `device`'s default generators seeded by (`seed`, `first_index`) inside
+    the block, and as they were after it."""
+    device = torch.device(device)
+    value = int(np.random.SeedSequence([seed, first_index]).generate_state(1, np.uint64)[0])
+    on_cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if on_cuda else [], device_type="cuda"):
+        torch.random.default_generator.manual_seed(value)
+        if on_cuda:
+            index = torch.cuda.current_device() if device.index is None else device.index
+            torch.cuda.default_generators[index].manual_seed(value)
+        yield
 
 
 # Mixed into a selection seed so the tie keys are a stream apart from the selector's own draws.
@@ -126,18 +158,18 @@ def check_picks(
 class Selector(pl.Callback):
     """Fires in `on_train_end`, while the trained model is still on its device.
 
-    The loop hands a `SelectionRequest` to `request()` before `fit`; after
-    `fit`, `selection` holds the picks. Subclasses implement `score` (higher =
-    label first) or, for set-based methods, override `select`. Scoring runs in
-    eval mode under `no_grad`. Under DDP every rank scores all candidates (the
-    request's loaders are not sharded) and rank 0's picks are broadcast, so every
-    rank labels the same samples. A selector may keep per-sample quantities in
-    `self.diagnostics` (name → array, e.g. a discriminator's outputs with the global
-    indices they belong to): rank 0 saves them with the stage's picks. Stage metrics go in
-    `self.metrics` (name → float), into the stage's record; `reported_metrics` names those it
-    puts there every stage (what a stopping rule may read). Rankings go
-    through `self.ties` (`top_k`, `argmax`), which breaks exact ties by a key drawn from the
-    request's seed and counts the picks it decided. `tasks`:
+    The loop hands a `SelectionRequest` to `request()` before `fit`; after `fit`, `selection`
+    holds the picks. Subclasses implement `score` (higher = label first) or, for set-based
+    methods, override `select`. Scoring runs in eval mode under `no_grad`. Under DDP every
+    pass over a request's loader (`collect`) is sharded: each rank computes its share of the
+    batches and all ranks receive every row (al.methods.shards); rank 0's picks are
+    broadcast, so every rank labels the same samples. A selector may keep per-sample
+    quantities in `self.diagnostics` (name → array, e.g. a discriminator's outputs with the
+    global indices they belong to): rank 0 saves them with the stage's picks. Stage metrics go
+    in `self.metrics` (name → float), into the stage's record; `reported_metrics` names those
+    it puts there every stage (what a stopping rule may read). Rankings go through
+    `self.ties` (`top_k`, `argmax`), which breaks exact ties by a key drawn from the request's
+    seed and counts the picks it decided. `tasks`:
     the tasks whose modules it can score (the loop refuses any other at start-up).
     """
 
@@ -176,7 +208,7 @@ class Selector(pl.Callback):
         start = time.perf_counter()
         was_training = pl_module.training
         pl_module.eval()
-        with torch.no_grad():
+        with torch.no_grad(), scoring_shards(trainer):
             indices, scores = self.select(pl_module, self._request)
         pl_module.train(was_training)
         check_picks(indices, scores, self._request, type(self).__name__)
@@ -195,17 +227,17 @@ class Selector(pl.Callback):
         return self.ties.top_k(indices, scores, request.query)
 
     def score_loader(
-        self, module: pl.LightningModule, loader: DataLoader
+        self, module: pl.LightningModule, loader: DataLoader, seed: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Batched scores of every sample `loader` yields, with their global indices; per-
         element scores (per pixel) are reduced batch by batch by the module's task, so only
-        one score per sample is kept."""
+        one score per sample is kept. `seed`: stochastic scores' draws per batch (`collect`)."""
         reduce = module.task.reduce_scores
 
         def sample_scores(x: torch.Tensor) -> torch.Tensor:
             return reduce(self.score(module, x))
 
-        indices, scores = collect(loader, sample_scores, module.device)
+        indices, scores = collect(loader, sample_scores, module.device, seed)
         return indices, scores.float().cpu()
 
     def score(self, module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from rich.progress import Progress
 
 from al.best_weights import BestValidationWeights
 from al.build import Experiment, build_experiment
+from al.compute import StageCompute, device_clock, peak_memory, reset_peak_memory
 from al.data import ALData, ALDataModule, datamodule_for
 from al.errors import ConfigError, NonFiniteLossError
 from al.initial import initial_indices
@@ -49,9 +50,32 @@ class StageOutcome:
     selection: Selection
     epochs: int
     train_seconds: float
+    compute: StageCompute
     model_state: dict | None
     module: TaskModule
     strategy: Strategy
+
+
+class ComputeMeter(pl.Callback):
+    """A stage's compute on this process's device (`al.compute`): the clock starts and the
+    memory peak resets when fitting sets up; training ends at this callback's `on_train_end`,
+    which runs just before the selector's (it comes right before the selector in the
+    callbacks); selection ends at `stop()`, after the fit returns."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.device = trainer.strategy.root_device
+            reset_peak_memory(self.device)
+            self.started = device_clock(self.device)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.trained = device_clock(self.device)
+
+    def stop(self) -> StageCompute:
+        selected = device_clock(self.device)
+        return StageCompute(
+            self.trained - self.started, selected - self.trained, *peak_memory(self.device)
+        )
 
 
 def run(cfg: DictConfig, run_dir: Path) -> list[dict]:
@@ -172,12 +196,14 @@ def run_stage(
     datamodule = stage_datamodule(experiment, pool, module, synthetic)
     selector = experiment.make_selector()
     selector.request(selection_request(datamodule, pool, experiment, stage))
+    meter = ComputeMeter()
     callbacks = [
         EpochProgressCallback(progress, f"stage {stage}: {len(pool.labeled_indices)} labels"),
         epoch_logger,
         *([BestValidationWeights()] if experiment.best_val else []),
         *experiment.make_callbacks(),
         *module.training_callbacks(),
+        meter,
         selector,
     ]
     trainer = experiment.make_trainer(callbacks)
@@ -193,6 +219,7 @@ def run_stage(
             f"stage {stage}: training ended before it started (trainer.max_epochs="
             f"{trainer.max_epochs}), so nothing was selected; train at least one epoch"
         )
+    compute = meter.stop()
     signals.enter("testing")
     test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     return StageOutcome(
@@ -200,6 +227,7 @@ def run_stage(
         selection=selector.selection,
         epochs=trainer.current_epoch,
         train_seconds=fit_seconds - selector.selection.seconds,
+        compute=compute,
         model_state=module.state_dict() if experiment.keep_weights else None,
         module=module,
         strategy=trainer.strategy,
@@ -279,7 +307,13 @@ def finish_stage(
         data.task.class_counts(data.pool_targets, picks, data.num_classes),
     )
     record = stage_record(
-        stage, len(labeled), counts, outcome, trained_on_synthetic, experiment.stop_rule
+        stage,
+        len(labeled),
+        counts,
+        outcome,
+        trained_on_synthetic,
+        experiment.stop_rule,
+        state.records,
     )
     signals.enter("saving")
     with signals.deferred():  # the stage's files are written whole, or the stage is redone

@@ -13,6 +13,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from rich.console import Console
 from rich.table import Table
 
+from al.compute import compute_fields
 from al.stop import StopRule
 from al.tasks import Task
 
@@ -31,11 +32,13 @@ def stage_record(
     outcome,
     n_synthetic: int,
     stop_rule: StopRule | None,
+    earlier: list[dict],
 ) -> dict:
     """One row of results.jsonl, whole: `n_labeled` is what this stage's model was trained on
     (besides `n_synthetic` synthetic pairs); `counts` are the task's class counts of the
     labeled samples and of the picks (samples, or labeled pixels, per class); `outcome` (the
-    loop's StageOutcome) gives the test metrics, epochs, timings and the selection's tie count
+    loop's StageOutcome) gives the test metrics, epochs, timings, compute (`al.compute`; its
+    cumulative total continues the `earlier` stages' records) and the selection's tie count
     and stage metrics; `stopped` says why `stop_rule` ends the run here, when it does."""
     selection = outcome.selection
     record = {"stage": stage, "n_labeled": n_labeled}
@@ -43,6 +46,7 @@ def stage_record(
     record["epochs"] = outcome.epochs
     record["train_seconds"] = round(outcome.train_seconds, 3)
     record["select_seconds"] = round(selection.seconds, 3)
+    record.update(compute_fields(outcome.compute, earlier))
     labeled_counts, picked_counts = counts
     record["class_counts"] = list(labeled_counts)
     record["class_entropy"] = count_entropy(record["class_counts"])

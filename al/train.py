@@ -1,7 +1,12 @@
-"""Entry point: `python -m al.train [overrides]` runs one active-learning experiment."""
+"""Entry point: `python -m al.train [overrides]` runs one active-learning experiment.
+
+Torch, Lightning (which imports matplotlib), W&B and the methods load when a run starts, in
+`main`: `--help` and `--cfg job` answer without them.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -12,13 +17,26 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig
 
 from al.errors import build, report_user_errors
-from al.loop import run
 from al.runtime import signals
-from al.runtime.distributed import is_global_zero
 from al.runtime.notices import quiet_notices
 from al.runtime.requeue import shield_requeue
 
+
+def lightning_logs_apart() -> None:
+    """Lightning's loggers print to stderr by themselves, apart from the run's log file, when
+    Lightning is imported before anything configured logging (its own rule). `main` imports it
+    after Hydra configured logging, so this sets them up first (Lightning keeps them)."""
+    if logging.getLogger().hasHandlers():
+        return
+    for name in ("pytorch_lightning", "lightning_fabric"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(logging.StreamHandler())
+        logger.propagate = False
+
+
 quiet_notices()
+lightning_logs_apart()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -26,6 +44,9 @@ def main(cfg: DictConfig) -> float:
     """Compose, run (or resume) in Hydra's output directory; return the final stage's value of
     the task's test metric (accuracy, or mIoU for segmentation). SIGTERM and SIGINT stop the
     run wherever it is, with exit status 143 or 130."""
+    from al.loop import run
+    from al.runtime.distributed import is_global_zero
+
     if os.environ.pop(RAISED_BY_CLI, None):
         os.environ.pop("HYDRA_FULL_ERROR", None)  # the run's own errors as the user asked
     run_dir = Path(HydraConfig.get().runtime.output_dir)

@@ -151,7 +151,11 @@ def read_results(run_dir: Path) -> list[dict]:
 
 
 def without_timings(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in records]
+    """`records` without what differs between identical runs: seconds and peak memory."""
+    return [
+        {k: v for k, v in r.items() if not k.endswith("_seconds") and k != "peak_memory_bytes"}
+        for r in records
+    ]
 
 
 @pytest.fixture

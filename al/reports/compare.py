@@ -1,6 +1,7 @@
 """Runs of many methods and seeds, grouped and summarised: mean ± std per stage, the
-normalised area under the budget curve (AUBC), a paired test against random, and the seeds
-whose stage-0 results differ between methods (their task learners differ)."""
+normalised area under the budget curve (AUBC), a paired test against random, the labels random
+needs to reach each method's final metric, and the seeds whose stage-0 results differ between
+methods (their task learners differ)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ import numpy as np
 from omegaconf import OmegaConf
 from scipy import stats
 
+from al.compute import cumulative_seconds
 from al.errors import build
 from al.tasks import Classification, Task
 
 BASELINE = "random"
+COMPUTE = "cumulative_device_seconds"
 
 
 @dataclass
 class Curves:
-    """One dataset × method: per seed, the per-stage values of each results.jsonl key."""
+    """One dataset × method: per seed, the per-stage values of each results.jsonl key (COMPUTE
+    for every run: runs from before compute fields count their wall seconds), and how their peak
+    memory was measured (`al.compute`; empty for runs from before)."""
 
     dataset: str
     method: str
@@ -28,6 +33,7 @@ class Curves:
     seeds: list[int]
     values: dict[str, np.ndarray]  # key → (seeds, stages)
     task: Task = field(default_factory=Classification)
+    memory_measure: str = ""
 
     @property
     def metric(self) -> np.ndarray:
@@ -74,10 +80,13 @@ def group_curves(runs: list[tuple[dict, list[dict]]]) -> list[Curves]:
             key: np.array([[r[key] for r in records[:stages]] for _, records in members], float)
             for key in numeric
         }
+        values[COMPUTE] = np.array([cumulative_seconds(records[:stages]) for _, records in members])
         n_labeled = values.pop("n_labeled")[0]
         seeds = [seed for seed, _ in members]
         task = build(OmegaConf.create(tasks[dataset]))
-        curves.append(Curves(dataset, method, n_labeled, seeds, values, task))
+        measures = {r.get("memory_measure", "") for _, records in members for r in records}
+        memory_measure = ", ".join(sorted(measures - {""}))
+        curves.append(Curves(dataset, method, n_labeled, seeds, values, task, memory_measure))
     return curves
 
 
@@ -100,6 +109,30 @@ def paired_test(curve: Curves, baseline: Curves | None) -> tuple[float, int]:
     if len(shared) < 2:
         return float("nan"), len(shared)
     return float(stats.ttest_rel(ours, theirs).pvalue), len(shared)
+
+
+def labels_to_reach(n_labeled: np.ndarray, curve: np.ndarray, target: float) -> tuple[str, float]:
+    """(relation, labels): the labels a (mean) metric curve needs to reach `target`, linearly
+    interpolated between the two stages around its first crossing — ("=", labels); ("≤", its
+    first labels) when its first stage already passes `target`; (">", its last labels) when it
+    never reaches it."""
+    reached = np.flatnonzero(curve >= target)
+    if len(reached) == 0:
+        return ">", float(n_labeled[-1])
+    k = reached[0]
+    if k == 0:
+        return ("=" if curve[0] == target else "≤"), float(n_labeled[0])
+    fraction = (target - curve[k - 1]) / (curve[k] - curve[k - 1])
+    return "=", float(n_labeled[k - 1] + fraction * (n_labeled[k] - n_labeled[k - 1]))
+
+
+def label_savings(curve: Curves, baseline: Curves) -> tuple[str, float, float]:
+    """(relation, labels, savings): the labels the baseline's mean curve needs to reach
+    `curve`'s final mean metric (`labels_to_reach`), and those labels minus the labels `curve`
+    reached it with; `relation` bounds both."""
+    target = float(curve.metric[:, -1].mean())
+    relation, labels = labels_to_reach(baseline.n_labeled, baseline.metric.mean(0), target)
+    return relation, labels, labels - float(curve.n_labeled[-1])
 
 
 def row_by_seed(curve: Curves, seeds: list[int], stages: int) -> np.ndarray:

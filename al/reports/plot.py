@@ -1,12 +1,13 @@
 """`python -m al.reports.plot DIR`: compare every run under DIR (a multirun dir, or several).
 
 Writes to DIR/comparison/ (or --out): per dataset, its task's metric (`DATASET-acc.png`,
-`DATASET-miou.png`) against labels, mean ± std per method, the improvement over random (the
-papers' main figure), the pick entropy per stage (TA-VAAL
-Fig. 7a), summary.md/.csv (mean ± std per stage, AUBC, paired test against random) and
-timing.md/.csv (mean train and selection seconds per stage, DAST-AL Table 4). summary.md ends
-with a "task learners differ: …" line for each dataset × seed whose methods' stage-0 test
-metrics differ: their curves do not pair.
+`DATASET-miou.png`) against labels and (`DATASET-acc-compute.png`) against cumulative train +
+selection seconds, mean ± std per method, the improvement over random (the papers' main
+figure), the pick entropy per stage (TA-VAAL Fig. 7a), summary.md/.csv (mean ± std per stage,
+AUBC, paired test against random, the labels random needs to reach the final metric and the
+savings, compute per stage) and timing.md/.csv (mean train and selection seconds per stage,
+DAST-AL Table 4). summary.md ends with a "task learners differ: …" line for each dataset × seed
+whose methods' stage-0 test metrics differ: their curves do not pair.
 """
 
 from __future__ import annotations
@@ -24,14 +25,18 @@ import numpy as np
 
 from al.reports.compare import (
     BASELINE,
+    COMPUTE,
     Curves,
     aubc,
     find_runs,
     group_curves,
     improvement_over,
+    label_savings,
     paired_test,
     stage0_disagreements,
 )
+
+X_LABELS = {None: "labeled samples", COMPUTE: "cumulative train + selection seconds"}
 
 
 def plot_band(ax, x, mean, std, label) -> None:
@@ -39,7 +44,11 @@ def plot_band(ax, x, mean, std, label) -> None:
     ax.fill_between(x, mean - std, mean + std, alpha=0.2)
 
 
-def figure(curves: list[Curves], key: str, ylabel: str, path: Path, baseline=None) -> None:
+def figure(
+    curves: list[Curves], key: str, ylabel: str, path: Path, baseline=None, against=None
+) -> None:
+    """`key` (mean ± std over seeds; or its gain over `baseline`) per method against labels, or
+    against the seeds' mean of the `against` key (COMPUTE)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for curve in curves:
         if baseline is not None:
@@ -49,12 +58,12 @@ def figure(curves: list[Curves], key: str, ylabel: str, path: Path, baseline=Non
             x = curve.n_labeled[: len(mean)]
         else:
             mean, std = curve.mean_std(key)
-            x = curve.n_labeled
+            x = curve.n_labeled if against is None else curve.values[against].mean(0)
         scale = 100 if key == curve.task.primary_metric else 1
         plot_band(ax, x, scale * mean, scale * std, f"{curve.method} ({len(curve.seeds)} seeds)")
     if baseline is not None:
         ax.axhline(0, color="black", linewidth=0.8)
-    ax.set(xlabel="labeled samples", ylabel=ylabel, title=curves[0].dataset)
+    ax.set(xlabel=X_LABELS[against], ylabel=ylabel, title=curves[0].dataset)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -63,9 +72,10 @@ def figure(curves: list[Curves], key: str, ylabel: str, path: Path, baseline=Non
 
 
 def summary_rows(curves: list[Curves]) -> list[dict]:
-    baseline = next((c for c in curves if c.method == BASELINE), None)
+    baselines = {c.dataset: c for c in curves if c.method == BASELINE}
     rows = []
     for curve in curves:
+        baseline = baselines.get(curve.dataset)
         metric = curve.metric
         short = curve.task.primary_metric.removeprefix("test/")
         areas = aubc(curve.n_labeled, metric)
@@ -75,8 +85,30 @@ def summary_rows(curves: list[Curves]) -> list[dict]:
             row[f"{short}@{int(n)}"] = f"{100 * mean:.2f} ± {100 * std:.2f}"
         row["AUBC"] = f"{100 * areas.mean():.2f} ± {100 * areas.std():.2f}"
         row[f"p vs {BASELINE}"] = "—" if np.isnan(p_value) else f"{p_value:.3g} (n={n_seeds})"
-        rows.append(row)
+        rows.append(row | savings_columns(curve, baseline) | compute_columns(curve))
     return rows
+
+
+def savings_columns(curve: Curves, baseline: Curves | None) -> dict[str, str]:
+    """The labels random's mean curve needs to reach this method's final mean metric
+    (interpolated; "> N": random never reaches it within its N labels; "≤ N": its first stage
+    already does) and that number minus the method's final labels."""
+    needs, saves = f"labels {BASELINE} needs", "label savings"
+    if baseline is None or baseline is curve:
+        return {needs: "—", saves: "—"}
+    relation, labels, savings = label_savings(curve, baseline)
+    prefix = "" if relation == "=" else f"{relation} "
+    return {needs: f"{prefix}{labels:.0f}", saves: f"{prefix}{savings:.0f}"}
+
+
+def compute_columns(curve: Curves) -> dict[str, str]:
+    """Mean train + selection seconds per stage (device seconds; wall seconds for runs from
+    before compute fields) and the largest peak memory of any seed and stage, with its measure."""
+    stages = curve.values[COMPUTE].shape[1]
+    seconds = curve.values[COMPUTE][:, -1].mean() / stages
+    peak = curve.values.get("peak_memory_bytes")
+    memory = "—" if peak is None else f"{peak.max() / 2**20:.0f} MiB ({curve.memory_measure})"
+    return {"train+select s / stage": f"{seconds:.3g}", "peak memory": memory}
 
 
 def timing_rows(curves: list[Curves]) -> list[dict]:
@@ -116,6 +148,8 @@ def compare(root: Path, out: Path) -> list[Curves]:
         task = group[0].task
         short = task.primary_metric.removeprefix("test/")
         figure(group, task.primary_metric, task.primary_label, out / f"{dataset}-{short}.png")
+        path = out / f"{dataset}-{short}-compute.png"
+        figure(group, task.primary_metric, task.primary_label, path, against=COMPUTE)
         figure(
             group,
             "pick_entropy",

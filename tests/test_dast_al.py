@@ -49,6 +49,19 @@ def test_quadratic_terms_by_hand():
     assert torch.allclose(estimator.quadratic_terms(weight), expected)
 
 
+def test_diagonal_quadratic_terms_equal_the_differences_form_in_class_by_class_memory():
+    """q[k, j] = Σ_a σ_ka (w_ja − w_ka)² computed from the (C, C, A) differences, against the
+    expanded form the estimator uses (C × C)."""
+    generator = torch.Generator().manual_seed(0)
+    estimator = ClassCovariance(num_classes=5, feature_dim=7, diagonal=True).double()
+    estimator.covariance.copy_(torch.rand(5, 7, generator=generator, dtype=torch.float64))
+    weight = torch.randn(5, 7, generator=generator, dtype=torch.float64)
+    differences = weight[None, :, :] - weight[:, None, :]
+    expected = (differences**2 * estimator.covariance[:, None, :]).sum(dim=2)
+    torch.testing.assert_close(estimator.quadratic_terms(weight), expected)
+    assert torch.all(estimator.quadratic_terms(weight).diagonal().abs() < 1e-12)
+
+
 def test_zero_covariance_or_zero_lambda_leaves_plain_cross_entropy():
     torch.manual_seed(0)
     logits, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-slow lint plot sweep docs clean
+.PHONY: install train test test-slow lint plot sweep docs clean gpu-check
 
 install: $(STAMP)
 
@@ -38,6 +38,9 @@ sweep: install  ## every method × seeds 0,1,2 on digits, both cores, then the c
 
 plot: install  ## compare every run under RUNS (default multirun/): make plot RUNS=outputs
 	$(PY) -m al.reports.plot $(or $(RUNS),multirun)
+
+gpu-check: install  ## the GPU figures in one command (<= 8 min; a dry run on a machine without CUDA)
+	$(PY) -m al.gpu_check --out $(or $(OUT),gpu_check.json)
 
 lint: install
 	$(VENV)/bin/ruff check al tests

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from al.bench import first_curve, loader, overhead, scale, selection, sharded
+from al.bench import first_curve, loader, overhead, scale, selection, sharded, stage
 from al.bench.figures import Figure
 from al.bench.report import print_table, write_json
 from al.bench.settings import Settings, apply_threads, choose_device, default_threads, machine
@@ -20,6 +20,7 @@ SUITES: dict[str, Callable[[Settings], list[Figure]]] = {
     "selection": selection.run,
     "scale": scale.run,
     "sharded": sharded.run,
+    "stage": stage.run,
     "first_curve": first_curve.run,
 }
 

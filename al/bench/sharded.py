@@ -7,29 +7,84 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from al.bench.figures import Figure, PeakMemory, timed
+from al.bench.overhead import stage_config
 from al.bench.pools import StreamedInputs, request_for, task_module
 from al.bench.selection import select
 from al.bench.settings import Settings
+from al.build import build_experiment
+from al.data import datamodule_for
 from al.methods.entropy import EntropySelector
+from al.methods.selector import SelectionRequest
 from al.methods.shards import scoring_shards
+from al.pool import Pool
 
 LABELED, QUERY, RANKS = 1_000, 100, 2
 
 
-@dataclass(frozen=True)
 class Ranks:
-    """What `scoring_shards` reads of a Trainer."""
+    """What `Selector.on_train_end` reads of a Trainer: this process's rank among
+    `world_size` (the default process group's when above 1) and a broadcast from rank 0."""
 
-    global_rank: int
-    world_size: int
+    def __init__(self, global_rank: int, world_size: int) -> None:
+        self.global_rank, self.world_size = global_rank, world_size
+        self.strategy = SimpleNamespace(broadcast=self.broadcast)
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        if self.world_size == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+
+
+def method_picks(
+    method: str, overrides: Sequence[str], ranks: Ranks, device: torch.device
+) -> tuple[list[int], list[float], int]:
+    """Stage 0's picks and scores of `method` (with `overrides`) on `device`, its module freshly
+    initialised from seed 0, selected as rank `ranks.global_rank` of `ranks.world_size`; and
+    the rows this process's backbone computed while selecting."""
+    cfg = stage_config(replace_device(device), 1, extra=(f"method={method}", *overrides))
+    experiment = build_experiment(cfg)
+    torch.manual_seed(0)
+    module = experiment.make_module().to(device)
+    budget, seed = experiment.budget, experiment.seed
+    pool = Pool.with_initial(len(experiment.data.pool_targets), budget.initial, seed)
+    data = datamodule_for(experiment.data, pool.labeled_indices, **cfg.loader)
+    candidates = pool.candidates(budget.subset, seed, 0)
+    selector = experiment.make_selector()
+    selector.request(
+        SelectionRequest(
+            candidates=data.inputs_loader(candidates),
+            labeled=data.inputs_loader(pool.labeled_indices),
+            candidate_indices=torch.from_numpy(candidates),
+            query=budget.query,
+            seed=11,
+            labeled_labels=torch.as_tensor(experiment.data.pool_targets[pool.labeled_indices]),
+        )
+    )
+    rows = [0]
+    backbone = getattr(module, "backbone", module)
+    backbone.register_forward_pre_hook(lambda _, x: rows.__setitem__(0, rows[0] + len(x[0])))
+    torch.manual_seed(1)
+    selector.on_train_end(ranks, module)
+    picked = selector.selection
+    return picked.indices.tolist(), picked.scores.tolist(), rows[0]
+
+
+def replace_device(device: torch.device) -> Settings:
+    """Bench settings that only name `device` (what `stage_config` reads)."""
+    return Settings(quick=True, repeats=1, device=device, threads=1)
 
 
 def scored(settings: Settings, size: int, ranks: Ranks) -> tuple[float, float]:
@@ -107,3 +162,49 @@ def run(settings: Settings) -> list[Figure]:
             target="flat: N scores and indices (12 bytes a candidate)",
         ),
     ]
+
+
+def picks_on_ranks(rank: int, world: int, methods: dict, common: Sequence[str], out: str) -> None:
+    """Rank `rank` of `world` (nccl on CUDA device `rank`, else gloo on the CPU): every
+    method's sharded picks, and on rank 0 one device's too, written to `out`/rank{rank}.json."""
+    torch.set_num_threads(1)
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    init = f"file://{Path(out) / 'init'}"
+    dist.init_process_group(
+        "nccl" if cuda else "gloo", init_method=init, rank=rank, world_size=world
+    )
+    results = {}
+    for method, overrides in methods.items():
+        arguments = (method, [*common, *overrides])
+        sharded = method_picks(*arguments, Ranks(rank, world), device)
+        single = method_picks(*arguments, Ranks(0, 1), device) if rank == 0 else None
+        results[method] = {"sharded": sharded, "single": single}
+    Path(out, f"rank{rank}.json").write_text(json.dumps(results))
+    dist.destroy_process_group()
+
+
+def compare_picks(methods: dict, common: Sequence[str], world: int) -> dict[str, dict]:
+    """Each method (name → its overrides, after `common`) selected on `world` processes and on
+    one: whether the picks are equal, the largest score difference, and the rows each rank's
+    backbone computed (`rank_rows`) against one device's (`single_rows`)."""
+    with tempfile.TemporaryDirectory() as out:
+        mp.spawn(picks_on_ranks, args=(world, methods, common, out), nprocs=world, join=True)
+        ranks = [json.loads(Path(out, f"rank{r}.json").read_text()) for r in range(world)]
+    rows = {}
+    for method in methods:
+        (picks, scores, _), (single_picks, single_scores, single_rows) = (
+            ranks[0][method]["sharded"],
+            ranks[0][method]["single"],
+        )
+        rows[method] = {
+            "equal": picks == single_picks and all(r[method]["sharded"][0] == picks for r in ranks),
+            "max_score_difference": max(
+                (abs(a - b) for a, b in zip(scores, single_scores, strict=True)), default=0.0
+            ),
+            "rank_rows": [r[method]["sharded"][2] for r in ranks],
+            "single_rows": single_rows,
+        }
+    return rows

@@ -1,0 +1,59 @@
+"""`stage`: one CIFAR-format ResNet-18 stage through al's Lightning path (the loop's training
+step, on CIFAR-10-format files the benchmark writes) in fp32 on the fast data path, against
+the same stage on the per-sample torchvision path and in bf16 mixed precision
+(`trainer.precision=bf16-mixed`): the two choices a GPU run makes first."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from al.bench.figures import Figure
+from al.bench.loader import fake_data
+from al.bench.overhead import Scale, lightning_stage, stage_config
+from al.bench.settings import Settings
+from al.build import build_data
+from al.data import datamodule_for
+
+VARIANTS = {
+    "per-sample loader": ("dataset.fast_path=false",),
+    "bf16-mixed": ("trainer.precision=bf16-mixed",),
+}
+
+
+def stage_seconds(settings: Settings, scale: Scale, root: str, extra: tuple[str, ...]) -> float:
+    """Seconds of one `scale` stage with the `extra` overrides, after a one-epoch warm-up."""
+    cfg = stage_config(settings, scale.epochs, scale, root, extra)
+    data = build_data(cfg.dataset)
+    labeled = np.random.default_rng(cfg.seed).choice(len(data.pool), scale.labels, False)
+    datamodule = datamodule_for(data, np.sort(labeled), **cfg.loader)
+    warm_up = stage_config(settings, 1, scale, root, extra)
+    lightning_stage(warm_up, datamodule, data.num_classes)
+    return lightning_stage(cfg, datamodule, data.num_classes)
+
+
+def run(settings: Settings) -> list[Figure]:
+    scale = Scale(
+        "CIFAR-10 format, ResNet-18",
+        ("dataset=cifar10", "model=resnet18", f"loader.batch_size={settings.pick(128, 16)}"),
+        settings.pick(2048, 32),
+        settings.pick(2, 1),
+        files=True,
+    )
+    with fake_data(settings.pick(5_000, 100)) as root:
+        baseline, variants = [], {name: [] for name in VARIANTS}
+        for _ in range(settings.repeats):
+            baseline.append(stage_seconds(settings, scale, str(root), ()))
+            for name, extra in VARIANTS.items():
+                variants[name].append(stage_seconds(settings, scale, str(root), extra))
+    what = f"{scale.name}: {scale.labels} labels, {scale.epochs} epochs"
+    return [
+        Figure(
+            "stage",
+            f"{what}, {name}",
+            "fp32 on the fast path (seconds)",
+            [a / b for a, b in zip(seconds, baseline, strict=True)],
+            {"seconds": seconds, "baseline_seconds": baseline},
+            note="CPUs have no bf16 units: expect > 1 there" if name == "bf16-mixed" else "",
+        )
+        for name, seconds in variants.items()
+    ]

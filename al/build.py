@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from al.budget import Budget
 from al.checks import check_config, check_selector, check_stop_rule, check_task
 from al.data import ALData
-from al.encoders import embedding_mode, load_backbone_weights, representation_weights
+from al.encoders import embedding_mode, representation_weights
 from al.errors import ConfigError, build
 from al.initial import KCenterSettings
 from al.methods.module import TaskModule
@@ -169,17 +169,17 @@ def module_factory(
 
     def make_module() -> TaskModule:
         scheduler = build(cfg.scheduler) if cfg.scheduler is not None else None
-        backbone = build(cfg.model)
-        if weights is not None:
-            load_backbone_weights(backbone, weights)
-        return build(
+        module = build(
             cfg.method.module,
-            backbone=backbone,
+            backbone=build(cfg.model),
             optimizer=build(cfg.optimizer),
             scheduler=scheduler,
             num_classes=num_classes,
             task=task,
         )
+        if weights is not None:
+            module.load_pretrained(weights)
+        return module
 
     return make_module
 

@@ -14,7 +14,7 @@ from al.cache import CacheEntry
 from al.data import ALData
 from al.embedding import check_embeddable, embedded_data, encoded_tensors
 from al.errors import build
-from al.models.backbone import Backbone
+from al.models.backbone import load_backbone_weights
 from al.models.factory import BackboneFactory
 from al.pool import stage_rng
 
@@ -55,14 +55,6 @@ def representation_weights(cfg: DictConfig, data: ALData) -> dict[str, torch.Ten
             return pretraining.pretrain(backbone, data, seed, like, entry.path.with_suffix(".ckpt"))
 
     return entry.get_or_compute(pretrain)
-
-
-def load_backbone_weights(backbone: Backbone, weights: dict[str, torch.Tensor]) -> Backbone:
-    """`weights` (everything but the classifier) into `backbone`; any other mismatch is a bug."""
-    missing, unexpected = backbone.load_state_dict(weights, strict=False)
-    if unexpected or any(not name.startswith("classifier.") for name in missing):
-        raise RuntimeError(f"pretrained weights do not fit: missing {missing}, extra {unexpected}")
-    return backbone
 
 
 def embedding_mode(

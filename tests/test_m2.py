@@ -135,6 +135,25 @@ def test_the_discriminator_step_moves_only_the_discriminator():
     assert all(p.grad is not None for p in m2.discriminator.parameters())
 
 
+def test_the_normal_weight_prior_adds_half_the_squared_weights_over_n_and_spares_d():
+    """weight_prior=normal: J^α gains 0.5·Σθ²/N over q(y|x) and M2's networks (N = 10 training
+    points here), with gradient θ/N on them and none on the discriminator; none: no term."""
+    plain = module(False, discriminator={"hidden": 8, "layers": 2})
+    prior = module(False, discriminator={"hidden": 8, "layers": 2}, weight_prior="normal")
+    prior.load_state_dict(plain.state_dict())
+    plain.eval(), prior.eval()
+    prior.training_points = 10
+    squares = sum(
+        p.square().sum() for p in [*prior.backbone.parameters(), *prior.generative.parameters()]
+    )
+    torch.testing.assert_close(m2_loss(prior) - m2_loss(plain), 0.5 * squares / 10)
+    prior.negative_log_prior().backward()
+    assert all(p.grad is None for p in prior.discriminator.parameters())
+    torch.testing.assert_close(prior.generative.mu.weight.grad, prior.generative.mu.weight / 10)
+    with pytest.raises(ConfigError, match="weight_prior='laplace' is not one of none, normal"):
+        module(False, weight_prior="laplace")
+
+
 def test_the_m2_options_are_checked():
     with pytest.raises(ConfigError, match="adversarial=true needs a discriminator"):
         module(True)

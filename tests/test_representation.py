@@ -11,14 +11,15 @@ import torch
 import torch.nn.functional as F
 from lightly.models.utils import update_momentum
 
-from al.build import build_data
+from al.build import build_data, module_factory
 from al.cache import CacheEntry
 from al.embedding import embedded_data, encoded_tensors
-from al.encoders import cache_key, embedding_mode, load_backbone_weights, representation_weights
+from al.encoders import cache_key, embedding_mode, representation_weights
 from al.errors import ConfigError, build
 from al.initial import initial_indices
 from al.loop import run
 from al.methods.margin import MarginSelector
+from al.models.backbone import load_backbone_weights
 from al.models.head import LinearProbe
 from al.representation.objectives import Byol, SimClr
 from al.representation.pretrain import EpochCheckpoint, EpochSampler, Pretraining
@@ -178,6 +179,17 @@ def test_pretrained_weights_load_into_everything_but_the_classifier():
     assert all(torch.equal(target.state_dict()[k], weights[k]) for k in weights)
     with pytest.raises(RuntimeError, match="do not fit"):
         load_backbone_weights(target, {"nonsense.weight": torch.zeros(1)})
+
+
+def test_every_committee_member_starts_from_the_pretrained_trunk_with_its_own_head():
+    cfg = compose_config("method=qbc", "method.module.members=3")
+    source = build(cfg.model)
+    weights = {k: v for k, v in source.state_dict().items() if not k.startswith("classifier.")}
+    committee = module_factory(cfg, 10, build(cfg.dataset.task), weights)()
+    for member in committee.members:
+        assert all(torch.equal(member.state_dict()[k], weights[k]) for k in weights)
+    heads = [member.classifier.weight for member in committee.members]
+    assert not torch.equal(heads[0], heads[1]) and not torch.equal(heads[1], heads[2])
 
 
 def test_cold_start_initial_pools_need_features_and_cover_the_classes(cache):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
@@ -59,7 +60,9 @@ class M2Module(ManualSteps, TaskModule):
     `alpha` is α/N (the paper's α = 0.1·N). `discriminator` (AdversarySettings, or None)
     adds M2-VAAL's discriminator, trained every step; `adversarial` adds its fooling term to
     the M2 loss (false: the slides' "classifier part only", D is trained but the M2 loss
-    carries no discriminator term)."""
+    carries no discriminator term). `weight_prior`: `normal` adds log p(θ) of N(0, 1) priors
+    on every weight of q(y|x) and M2's networks to J^α (Kingma et al.'s code:
+    0.5·Σθ²/N a step), `none` leaves it out."""
 
     def __init__(
         self,
@@ -78,6 +81,7 @@ class M2Module(ManualSteps, TaskModule):
         epoch: str = "longest",
         discriminator: Mapping | None = None,
         adversarial: bool = False,
+        weight_prior: Literal["none", "normal"] = "none",
         task: Task | None = None,
         train_loss_prediction: bool = False,
     ) -> None:
@@ -88,6 +92,9 @@ class M2Module(ManualSteps, TaskModule):
         )
         self.unlabeled_training = UnlabeledTraining(unlabeled_batch_size, epoch)
         self.alpha, self.adversarial = alpha, adversarial
+        if weight_prior not in ("none", "normal"):
+            raise ConfigError(f"weight_prior={weight_prior!r} is not one of none, normal")
+        self.weight_prior = weight_prior
         self.adversary = None if discriminator is None else AdversarySettings(**discriminator)
         if adversarial and self.adversary is None:
             raise ConfigError(
@@ -100,6 +107,7 @@ class M2Module(ManualSteps, TaskModule):
                 latent_dim + num_classes, self.adversary.hidden, False, self.adversary.layers
             )
         self.pool_weights = (1.0, 1.0)
+        self.training_points = 1
 
     def on_fit_start(self) -> None:
         """The pools' shares of the N training points weigh their bounds (J^α / N)."""
@@ -107,6 +115,16 @@ class M2Module(ManualSteps, TaskModule):
         datamodule = self.trainer.datamodule
         total = datamodule.labeled_count + datamodule.unlabeled_count
         self.pool_weights = (datamodule.labeled_count / total, datamodule.unlabeled_count / total)
+        self.training_points = total
+
+    def m2_parameters(self) -> list[torch.nn.Parameter]:
+        """q(y|x)'s and M2's generative networks' parameters (not the discriminator's)."""
+        return [*self.backbone.parameters(), *self.generative.parameters()]
+
+    def negative_log_prior(self) -> torch.Tensor:
+        """−log p(θ)/N for N(0, 1) priors on M2's weights, up to a constant: 0.5·Σθ²/N."""
+        squares = sum(parameter.square().sum() for parameter in self.m2_parameters())
+        return 0.5 * squares / self.training_points
 
     def latent_code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ_z(x, y′), y′) with y′ = q(y|x): where x sits in M2's latent space."""
@@ -135,6 +153,8 @@ class M2Module(ManualSteps, TaskModule):
             "unlabeled_bound": weight_u * self.generative.unlabeled_bound(x_u, q_u).mean(),
             "ce": self.alpha * F.cross_entropy(logits_l, y_l),
         }
+        if self.weight_prior == "normal":
+            losses["weight_prior"] = self.negative_log_prior()
         latent_l = torch.cat([self.generative.latent(x_l, q_l), q_l], dim=1)
         latent_u = torch.cat([self.generative.latent(x_u, q_u), q_u], dim=1)
         if self.adversarial:
@@ -180,8 +200,7 @@ class M2Module(ManualSteps, TaskModule):
 
     def configure_optimizers(self):
         """The configured optimizer over q(y|x) and M2's networks; Adam for D."""
-        m2_parameters = [*self.backbone.parameters(), *self.generative.parameters()]
-        optimizer = self.optimizer_factory(m2_parameters)
+        optimizer = self.optimizer_factory(self.m2_parameters())
         optimizers = [optimizer]
         if self.discriminator is not None:
             optimizers.append(

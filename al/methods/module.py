@@ -31,7 +31,7 @@ import torch
 
 from al.data.datamodule import UnlabeledTraining
 from al.errors import ConfigError, NonFiniteLossError
-from al.models.backbone import Backbone
+from al.models.backbone import Backbone, load_backbone_weights
 from al.tasks import Classification, Task
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -120,6 +120,10 @@ class TaskModule(pl.LightningModule):
         self.test_metrics.update(logits, y)
         self.log("test/loss", self.task.loss(logits, y), batch_size=len(y), sync_dist=True)
         self.log_dict(self.test_metrics, batch_size=len(y))
+
+    def load_pretrained(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Start the task learner from pretrained `weights` (all but the classifier)."""
+        load_backbone_weights(self.backbone, weights)
 
     def training_callbacks(self) -> list[pl.Callback]:
         """Callbacks each stage's Trainer runs for this module, before the selector's (an

@@ -33,7 +33,7 @@ are those of M independent runs. What would couple them: gradient clipping by th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pytorch_lightning as pl
@@ -48,7 +48,7 @@ from al.methods.bald import bald, max_entropy, variation_ratios
 from al.methods.entropy import entropy
 from al.methods.module import OptimizerFactory, SchedulerFactory, TaskModule, check_finite
 from al.methods.selector import Selector
-from al.models.backbone import Backbone
+from al.models.backbone import Backbone, load_backbone_weights
 from al.tasks import Task
 
 COMMITTEES = ("ensemble", "bagging", "bootstrap")
@@ -119,6 +119,13 @@ class CommitteeModule(TaskModule):
             self.resample = BootstrapCounts.draw(
                 labeled, len(self.members), derived_seed(self.committee_seed, BOOTSTRAP, 0)
             ).to(self.device)
+
+    def load_pretrained(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Every member starts from the pretrained `weights` (all but its classifier, which
+        keeps the member's own initialisation): the committee differs in its heads and its
+        data, as an ensemble fine-tuned from one pretrained trunk."""
+        for member in self.members:
+            load_backbone_weights(member, weights)
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Each member's logits of `x`: (M, B, C)."""

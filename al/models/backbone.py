@@ -110,3 +110,11 @@ def image_shape(input_shape: Sequence[int], model: str) -> tuple[int, int, int]:
         )
     channels, height, width = input_shape
     return channels, height, width
+
+
+def load_backbone_weights(backbone: Backbone, weights: dict[str, torch.Tensor]) -> Backbone:
+    """`weights` (everything but the classifier) into `backbone`; any other mismatch is a bug."""
+    missing, unexpected = backbone.load_state_dict(weights, strict=False)
+    if unexpected or any(not name.startswith("classifier.") for name in missing):
+        raise RuntimeError(f"pretrained weights do not fit: missing {missing}, extra {unexpected}")
+    return backbone

@@ -9,6 +9,8 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 
 from al.build import build_data, build_experiment
@@ -54,6 +56,41 @@ def test_flexmatch_thresholds_follow_the_learning_status():
         status, torch.tensor([4, 5]), torch.tensor([[0.0, 9.0, 0.0], [1.0, 1.0, 1.0]]), 0.9
     )
     assert status[4].item() == 1 and status[5].item() == -1  # only the confident one counts
+
+
+def flexmatch_rank(rank: int, init_file: str, out: str) -> None:
+    """Rank `rank` of 2: its own unlabeled batch (samples 0-3 or 4-7) through FlexMatch's
+    term; its learning status saved."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    term = UnlabeledTerm(FixMatch(flexible=True, threshold=0.9), num_classes=3)
+    term.start(8, list(range(8)), torch.device("cpu"))
+    weak, strong, index = FLEX_BATCHES[rank]
+    term(weak, strong, index)
+    torch.save(term.status, f"{out}/status{rank}.pt")
+    dist.destroy_process_group()
+
+
+# Two ranks' batches: confident rows (logit 9) set a status, the flat row does not.
+FLEX_BATCHES = [
+    (
+        torch.tensor([[9.0, 0, 0], [0, 9.0, 0], [1.0, 1, 1], [0, 0, 9.0]]),
+        torch.zeros(4, 3),
+        torch.tensor([0, 1, 2, 3]),
+    ),
+    (
+        torch.tensor([[0, 0, 9.0], [1.0, 1, 1], [9.0, 0, 0], [9.0, 0, 0]]),
+        torch.zeros(4, 3),
+        torch.tensor([4, 5, 6, 7]),
+    ),
+]
+
+
+def test_flexmatch_learning_status_is_every_ranks_under_ddp(tmp_path):
+    """Two gloo ranks, each with half the samples: both end with the status one process
+    reaches on both batches."""
+    mp.spawn(flexmatch_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    statuses = [torch.load(tmp_path / f"status{rank}.pt") for rank in (0, 1)]
+    assert statuses[0].tolist() == statuses[1].tolist() == [0, 1, -1, 2, 2, -1, 0, 0]
 
 
 def test_the_ema_follows_its_formula_and_becomes_the_weights_at_the_end():

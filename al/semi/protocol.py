@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from al.data.datamodule import UnlabeledTraining
@@ -88,11 +89,23 @@ class UnlabeledTerm(nn.Module):
     def forward(
         self, weak_logits: torch.Tensor, strong_logits: torch.Tensor, index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """λ_u · ℓ_u and the share of the batch above its threshold."""
+        """λ_u · ℓ_u and the share of the batch above its threshold. FlexMatch's learning
+        status takes every DDP rank's batch, so the class thresholds agree across ranks."""
         loss, mask, _ = fixmatch_loss(weak_logits, strong_logits, self.thresholds())
         if self.settings.flexible:
-            update_status(self.status, index, weak_logits, self.settings.threshold)
+            index, weak = every_rank(index), every_rank(weak_logits.detach())
+            update_status(self.status, index, weak, self.settings.threshold)
         return self.settings.unlabeled_weight * loss, mask.mean()
+
+
+def every_rank(rows: torch.Tensor) -> torch.Tensor:
+    """`rows` of every DDP rank, concatenated in rank order (this process's alone without DDP);
+    the ranks' unlabeled batches have equal sizes (the distributed sampler pads them)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return rows
+    gathered = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, rows.contiguous())
+    return torch.cat(gathered)
 
 
 def fixmatch_cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> dict:

@@ -42,7 +42,7 @@ BAD_INPUTS = {
     ),
     "method=batchbald": "method=batchbald: MC dropout needs a dropout layer, and the model has",
     "method=bgadl": "method=bgadl: MC dropout needs a dropout layer, and the model has none",
-    "+trainer.precision=17": "trainer.precision=17 must be one of 64, 32, 16, 'transformer-engine'",
+    "trainer.precision=17": "trainer.precision=17 must be one of 64, 32, 16, 'transformer-engine'",
     "trainer.max_epochs=abc": "trainer.max_epochs='abc' must be a positive integer",
     "loader.num_workers=-1": "loader.num_workers=-1 must be an integer ≥ 0: e.g. loader",
     "budget.initial_strategy=best": "budget.initial_strategy='best' is not one of",

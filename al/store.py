@@ -49,6 +49,7 @@ RESUMABLE_KEYS = (
     "print_pick_classes",
     # Read by semi-supervised training alone, which runs began after the key was added.
     "dataset.hflip_keeps_label",
+    "dataset.semi_labeled_augmentation",
 )
 
 # Keys that configs gained after runs were made with them, with the value those runs implied

@@ -168,6 +168,15 @@ def test_semi_composes_its_protocol_and_refuses_other_regimes(tmp_path):
     assert [type(c).__name__ for c in module.training_callbacks()] == ["EmaWeights"]
     with pytest.raises(ConfigError, match="augments images"):
         build_experiment(compose_config(*SEMI, "semi=fixmatch", "dataset=moons"))
+    labeled_views = {
+        dataset: compose_config("semi=fixmatch", f"dataset={dataset}").semi.settings
+        for dataset in ("digits", "fashion_mnist", "cifar10")
+    }
+    assert {d: s.labeled_augmentation for d, s in labeled_views.items()} == {
+        "digits": "dataset",  # 8×8: a 1-pixel shift cuts strokes (conf/dataset/digits.yaml)
+        "fashion_mnist": "weak",
+        "cifar10": "weak",
+    }
 
 
 OWN_REGIMES = {"ads", "bgadl", "qbc", *(m for m in options("method") if m.startswith("m2_"))}

@@ -87,6 +87,7 @@ def test_two_process_run_and_its_resume_keep_one_pool_and_one_writer(tmp_path):
     check_stages_label_their_picks(tmp_path, 3)
     for stage in range(3):
         assert f"stage {stage}: pool identical on 2 ranks" in done.stdout
+    assert done.stdout.count("selection sharded over 2 ranks") == 3
     assert files_under(tmp_path) == RUN_FILES
     assert len((tmp_path / "stages.csv").read_text().splitlines()) == 1 + 3
     assert len((tmp_path / "train_metrics.csv").read_text().splitlines()) == 1 + 3 * 2

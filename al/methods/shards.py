@@ -6,6 +6,7 @@ what one process would have computed, batch for batch."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -68,6 +69,7 @@ class Shards:
         return torch.device("cpu")
 
 
+log = logging.getLogger(__name__)
 _CURRENT: ContextVar[Shards | None] = ContextVar("scoring_shards", default=None)
 
 
@@ -82,6 +84,8 @@ def scoring_shards(trainer: pl.Trainer) -> Iterator[Shards | None]:
     shards = None
     if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
         shards = Shards(trainer.global_rank, trainer.world_size)
+        if shards.rank == 0:
+            log.info("selection sharded over %d ranks", shards.world)
     token = _CURRENT.set(shards)
     try:
         yield shards

@@ -46,24 +46,24 @@ class Shards:
 
     def gather_rows(self, rows: torch.Tensor | None) -> torch.Tensor:
         """Every rank's `rows` (None: this rank had no batch) concatenated in rank order, on
-        every rank, on the device of the rows."""
+        every rank, on the device of the rows (exchanged on the backend's device)."""
         shapes: list = [None] * self.world
         layout = None if rows is None else (len(rows), tuple(rows.shape[1:]), rows.dtype)
         dist.all_gather_object(shapes, layout)
         _, tail, dtype = next(shape for shape in shapes if shape is not None)
         longest = max(shape[0] for shape in shapes if shape is not None)
-        device = rows.device if rows is not None else self.device()
-        padded = torch.zeros((longest, *tail), dtype=dtype, device=device)
+        exchange = self.device()
+        padded = torch.zeros((longest, *tail), dtype=dtype, device=exchange)
         if rows is not None:
             padded[: len(rows)] = rows
         gathered = [torch.empty_like(padded) for _ in range(self.world)]
         dist.all_gather(gathered, padded)
         parts = [part[: shape[0]] for part, shape in zip(gathered, shapes, strict=True) if shape]
-        return torch.cat(parts)
+        return torch.cat(parts).to(exchange if rows is None else rows.device)
 
     @staticmethod
     def device() -> torch.device:
-        """Where a rank without rows of its own receives them (nccl: its CUDA device)."""
+        """Where the backend exchanges tensors: this rank's CUDA device for nccl, else the CPU."""
         if dist.get_backend() == "nccl":
             return torch.device("cuda", torch.cuda.current_device())
         return torch.device("cpu")

@@ -23,8 +23,8 @@ SHAPE = (3, 32, 32)
 def selection(
     selector: Selector, module: pl.LightningModule, request: SelectionRequest, device: torch.device
 ) -> tuple[float, torch.Tensor, torch.Tensor, float]:
-    """Seconds, picks, scores and peak MB of `selector` on `request`, the global generator
-    seeded first (BALD's masks come from it; BatchBALD's from the request's seed)."""
+    """Seconds, picks, scores and peak MB of `selector` on `request` (BALD's masks come from
+    the default generator seeded per batch, BatchBALD's from the request's seed)."""
     torch.manual_seed(0)
     selector.request(request)
     with PeakMemory(device) as peak, torch.no_grad():

@@ -9,9 +9,9 @@ feature, and the module's logits are its backbone's (`embed`, then `decode`), ev
 the same features: `embed` runs once per batch and `decode` (the slot, the classifier and a
 segmentation head's upsampling) T times. The slot then sees the same features, in the same
 order, as in T full passes, so it draws the same masks from the same generator (the device's
-default one under `bald`, the seed's under `batchbald`) and the passes are equal. Any other
-model takes T full passes, said once in the log. Memory: a batch's features and one pass's
-logits at a time.
+default one, seeded per batch, under `bald`; the seed's under `batchbald`) and the passes are
+equal. Any other model takes T full passes, said once in the log. Memory: a batch's features
+and one pass's logits at a time.
 """
 
 from __future__ import annotations

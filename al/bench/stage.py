@@ -9,7 +9,7 @@ import numpy as np
 
 from al.bench.figures import Figure
 from al.bench.loader import fake_data
-from al.bench.overhead import Scale, lightning_stage, stage_config
+from al.bench.overhead import Scale, cifar_scale, lightning_stage, stage_config
 from al.bench.settings import Settings
 from al.build import build_data
 from al.data import datamodule_for
@@ -32,13 +32,7 @@ def stage_seconds(settings: Settings, scale: Scale, root: str, extra: tuple[str,
 
 
 def run(settings: Settings) -> list[Figure]:
-    scale = Scale(
-        "CIFAR-10 format, ResNet-18",
-        ("dataset=cifar10", "model=resnet18", f"loader.batch_size={settings.pick(128, 16)}"),
-        settings.pick(2048, 32),
-        settings.pick(2, 1),
-        files=True,
-    )
+    scale = cifar_scale(settings, 2048)
     with fake_data(settings.pick(5_000, 100)) as root:
         baseline, variants = [], {name: [] for name in VARIANTS}
         for _ in range(settings.repeats):
@@ -53,7 +47,6 @@ def run(settings: Settings) -> list[Figure]:
             "fp32 on the fast path (seconds)",
             [a / b for a, b in zip(seconds, baseline, strict=True)],
             {"seconds": seconds, "baseline_seconds": baseline},
-            note="CPUs have no bf16 units: expect > 1 there" if name == "bf16-mixed" else "",
         )
         for name, seconds in variants.items()
     ]

@@ -54,7 +54,7 @@ def method_picks(
     """Stage 0's picks and scores of `method` (with `overrides`) on `device`, its module freshly
     initialised from seed 0, selected as rank `ranks.global_rank` of `ranks.world_size`; and
     the rows this process's backbone computed while selecting."""
-    cfg = stage_config(replace_device(device), 1, extra=(f"method={method}", *overrides))
+    cfg = stage_config(settings_on(device), 1, extra=(f"method={method}", *overrides))
     experiment = build_experiment(cfg)
     torch.manual_seed(0)
     module = experiment.make_module().to(device)
@@ -82,7 +82,7 @@ def method_picks(
     return picked.indices.tolist(), picked.scores.tolist(), rows[0]
 
 
-def replace_device(device: torch.device) -> Settings:
+def settings_on(device: torch.device) -> Settings:
     """Bench settings that only name `device` (what `stage_config` reads)."""
     return Settings(quick=True, repeats=1, device=device, threads=1)
 

@@ -5,7 +5,7 @@ classes), SRAAL's k-center greedy in the latent space of a VAE trained on the wh
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +22,7 @@ from al.methods.cold_start import unit_rows
 from al.methods.coreset import k_center_greedy
 from al.methods.fitting import StepNetwork, fit_network
 from al.methods.probcover import ProbCoverSelector
-from al.methods.selector import TieBreak
+from al.methods.selector import Selector, TieBreak
 from al.methods.typiclust import TypiClustSelector
 from al.methods.vaal import shuffled_batches
 from al.models.vae import build_vae, vae_loss
@@ -50,17 +50,19 @@ def initial_indices(
     settings: KCenterSettings,
     classes: Sequence[int] | None = None,
     like: pl.Trainer | None = None,
+    make_selector: Callable[[], Selector] | None = None,
 ) -> np.ndarray:
     """`size` distinct pool indices, chosen by `strategy` from (data, seed) alone; with
     `classes`, an equal share of each (`class_shares`) drawn at random among its samples;
-    `kcenter`'s pool VAE trains on one of `like`'s devices in its precision."""
+    `kcenter`'s pool VAE trains on one of `like`'s devices in its precision; TypiClust and
+    ProbCover take the run's own selector's settings when it is theirs (`make_selector`)."""
     pool_size = len(data.pool_targets)
     if strategy == "random" and classes is not None:
         return class_initial(data.pool_targets, classes, size, seed)
     if strategy == "random":
         return random_initial(pool_size, size, seed)
     if strategy in COLD_START:
-        return cold_start_initial(strategy, data, size, seed)
+        return cold_start_initial(strategy, data, size, seed, make_selector)
     kcenter_seed = int(stage_rng(seed, 0, "kcenter").integers(2**31 - 1))
     torch.manual_seed(kcenter_seed)
     latents = pool_latents(data, settings, like)
@@ -73,17 +75,26 @@ def initial_indices(
 COLD_START = ("typiclust", "probcover")
 
 
-def cold_start_initial(strategy: str, data: ALData, size: int, seed: int) -> np.ndarray:
+def cold_start_initial(
+    strategy: str,
+    data: ALData,
+    size: int,
+    seed: int,
+    make_selector: Callable[[], Selector] | None = None,
+) -> np.ndarray:
     """TypiClust's or ProbCover's first `size` picks with nothing labeled, on the pool's
-    feature vectors (embedding mode's features, or a vector dataset's inputs), with the
-    selectors' own defaults (al.methods.typiclust, al.methods.probcover)."""
+    feature vectors (embedding mode's features, or a vector dataset's inputs), with the run's
+    selector when it is the strategy's (`method=probcover method.selector.delta=0.3` sets the
+    initial pool's δ too), else the selector's defaults (al.methods.typiclust, probcover)."""
     inputs = data.pool.inputs
     if not isinstance(inputs, TensorInputs) or inputs.x.dim() != 2:
         raise ConfigError(
             f"budget.initial_strategy={strategy} clusters feature vectors, and this pool holds "
             "images: add embedding=linear (with representation=simclr, or a pretrained model)"
         )
-    selector = TypiClustSelector() if strategy == "typiclust" else ProbCoverSelector()
+    kind = TypiClustSelector if strategy == "typiclust" else ProbCoverSelector
+    own = None if make_selector is None else make_selector()
+    selector = own if isinstance(own, kind) else kind()
     features = inputs.x.float().numpy()
     rows = unit_rows(features) if selector.normalize else features
     nothing = np.zeros(len(rows), dtype=bool)

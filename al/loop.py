@@ -166,6 +166,7 @@ def resume_or_start(
             experiment.kcenter,
             budget.initial_classes,
             experiment.make_trainer([]),
+            experiment.make_selector,
         )
         return Pool.with_labeled(pool_size, indices), synthetic, [], None
     pool = Pool(pool_size)

@@ -18,9 +18,13 @@ from al.encoders import cache_key, embedding_mode, representation_weights
 from al.errors import ConfigError, build
 from al.initial import initial_indices
 from al.loop import run
+from al.methods.cold_start import unit_rows
 from al.methods.margin import MarginSelector
+from al.methods.probcover import ProbCoverSelector
+from al.methods.selector import TieBreak
 from al.models.backbone import load_backbone_weights
 from al.models.head import LinearProbe
+from al.pool import stage_rng
 from al.representation.objectives import Byol, SimClr
 from al.representation.pretrain import EpochCheckpoint, EpochSampler, Pretraining
 from al.representation.views import Augmentation, TwoViews
@@ -203,6 +207,27 @@ def test_cold_start_initial_pools_need_features_and_cover_the_classes(cache):
         assert len(set(picks.tolist())) == 10
         assert np.array_equal(picks, initial_indices(strategy, moons, 10, 0, None))
         assert set(moons.pool_targets[picks]) == {0, 1}
+
+
+def test_the_initial_pool_takes_the_runs_own_cold_start_selectors_settings():
+    """method=probcover with δ = 0.3 sets the initial pool's δ (not the purity heuristic's);
+    another method's selector leaves the defaults; a run composed so picks the same."""
+    moons = build_data(compose_config("dataset=moons").dataset)
+    default = initial_indices("probcover", moons, 10, 0, None)
+    own = initial_indices(
+        "probcover", moons, 10, 0, None, None, None, lambda: ProbCoverSelector(delta=0.3)
+    )
+    other = initial_indices("probcover", moons, 10, 0, None, None, None, MarginSelector)
+    expected = ProbCoverSelector(delta=0.3).picks(
+        unit_rows(moons.pool.inputs.x.float().numpy()),
+        np.zeros(len(moons.pool_targets), dtype=bool),
+        10,
+        TieBreak(int(stage_rng(0, 0, "probcover").integers(2**31 - 1))),
+        0,
+        moons.num_classes,
+    )[0]
+    assert np.array_equal(own, expected) and np.array_equal(other, default)
+    assert not np.array_equal(own, default)
 
 
 def test_a_run_pretrains_once_then_every_method_starts_from_the_cache(cache, tmp_path):

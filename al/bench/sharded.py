@@ -1,7 +1,7 @@
 """`sharded`: entropy's scoring sharded over 2 processes (gloo, one thread each: one core a
 rank, as one GPU a rank) against one process with one thread, on the same streamed pool —
 the speed-up — and a 1.28M-candidate pool sharded the same way against a 10k one: each rank's
-peak memory, which must stay flat (it holds the N scores and indices, nothing per feature)."""
+peak memory, which grows with the N scores and indices only (nothing per feature)."""
 
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ def run(settings: Settings) -> list[Figure]:
                 "baseline_peak_mb": base_peaks,
                 "bytes_per_candidate": [p * 2**20 / large for p in peaks],
             },
-            target="flat: N scores and indices (12 bytes a candidate)",
+            note="N scores and indices and the top-k's sort a rank; nothing per feature",
         ),
     ]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -87,33 +88,39 @@ def settings_on(device: torch.device) -> Settings:
     return Settings(quick=True, repeats=1, device=device, threads=1)
 
 
-def scored(settings: Settings, size: int, ranks: Ranks) -> tuple[float, float]:
-    """Seconds and peak memory growth (MB) of entropy over `size` streamed candidates, as
-    rank `ranks.global_rank` of `ranks.world_size`."""
+def scored(
+    settings: Settings, size: int, ranks: Ranks, memory: bool = False
+) -> tuple[float, float]:
+    """Seconds of entropy over `size` streamed candidates as rank `ranks.global_rank` of
+    `ranks.world_size`, and with `memory` its peak memory growth (MB; 0 without: the
+    resident-set sampler is a thread of its own, which would take a rank's core)."""
     module = task_module(settings)
     request = request_for(StreamedInputs(LABELED + size), LABELED, QUERY)
-    with PeakMemory(settings.device) as peak, scoring_shards(ranks):
+    if ranks.world_size > 1:
+        dist.barrier()  # the clocks start together, as ranks reach selection after a fit
+    peak = PeakMemory(settings.device) if memory else nullcontext()
+    with peak, scoring_shards(ranks):
         seconds, _ = timed(select, EntropySelector(), module, request)
-    return seconds, peak.megabytes
+    return seconds, peak.megabytes if memory else 0.0
 
 
-def rank_run(rank: int, settings: Settings, sizes: list[int], out: str) -> None:
-    """One of `RANKS` gloo processes (one thread each): `scored` at every size in turn,
-    written to `out`/rank{rank}.json."""
+def rank_run(rank: int, settings: Settings, jobs: list[tuple[int, bool]], out: str) -> None:
+    """One of `RANKS` gloo processes (one thread each): `scored` for every (size, memory)
+    job in turn, written to `out`/rank{rank}.json."""
     torch.set_num_threads(1)
     init = f"file://{Path(out) / 'init'}"
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=RANKS)
-    results = [scored(settings, size, Ranks(rank, RANKS)) for size in sizes]
+    results = [scored(settings, size, Ranks(rank, RANKS), memory) for size, memory in jobs]
     Path(out, f"rank{rank}.json").write_text(json.dumps(results))
     dist.destroy_process_group()
 
 
-def sharded_runs(settings: Settings, sizes: list[int]) -> list[tuple[float, float]]:
-    """Per size: the slowest rank's seconds and the largest rank's peak MB."""
+def sharded_runs(settings: Settings, jobs: list[tuple[int, bool]]) -> list[tuple[float, float]]:
+    """Per job: the slowest rank's seconds and the largest rank's peak MB."""
     with tempfile.TemporaryDirectory() as out:
-        mp.spawn(rank_run, args=(settings, sizes, out), nprocs=RANKS, join=True)
+        mp.spawn(rank_run, args=(settings, jobs, out), nprocs=RANKS, join=True)
         ranks = [json.loads(Path(out, f"rank{r}.json").read_text()) for r in range(RANKS)]
-    return [(max(r[i][0] for r in ranks), max(r[i][1] for r in ranks)) for i in range(len(sizes))]
+    return [(max(r[i][0] for r in ranks), max(r[i][1] for r in ranks)) for i in range(len(jobs))]
 
 
 def one_process(settings: Settings, size: int) -> float:
@@ -133,7 +140,8 @@ def run(settings: Settings) -> list[Figure]:
     for repeat in range(settings.repeats):
         single.append(one_process(cpu, size))
         heavy = repeat < settings.heavy_repeats
-        runs = sharded_runs(cpu, [size, small, large] if heavy else [size])
+        memory_jobs = [(small, True), (large, True)] if heavy else []
+        runs = sharded_runs(cpu, [(size, False), *memory_jobs])
         sharded.append(runs[0][0])
         if heavy:
             base_peaks.append(runs[1][1])

@@ -90,18 +90,51 @@ def picks_command(plan: Plan, out: Path) -> list[str]:
     return [sys.executable, "-m", "al.gpu_check", "--part", "sharded_picks", "--out", str(out)]
 
 
+def json_output(out: Path) -> dict | None:
+    """What a part wrote to `out`, if anything."""
+    return json.loads(out.read_text()) if out.exists() else None
+
+
+def ddp_output(out: Path) -> dict | None:
+    """The DDP run's stage count and last record (its run directory beside `out`)."""
+    results = out.parent / "ddp_run" / "results.jsonl"
+    if not results.exists():
+        return None
+    records = results.read_text().splitlines()
+    return {"stages": len(records), "last": json.loads(records[-1])}
+
+
+def bench_summary(output: dict) -> str:
+    figures = output["figures"]
+    shown = "; ".join(f"{f['name']}: {f['ratio']['median']:.2f}×" for f in figures[:12])
+    return shown + (" …" if len(figures) > 12 else "")
+
+
+def ddp_summary(output: dict) -> str:
+    return f"{output['stages']} stages, test acc {output['last']['test/acc']:.3f}"
+
+
+def picks_summary(output: dict) -> str:
+    return ", ".join(f"{m}: {'equal' if r['equal'] else 'DIFFERENT'}" for m, r in output.items())
+
+
 @dataclass(frozen=True)
 class Part:
+    """A subprocess (`command`) with its time `limit` (s), the reason it cannot run on a plan
+    (`skip`), what it produced (`output`) and that output in one line (`describe`)."""
+
     name: str
     command: Callable[[Plan, Path], list[str]]
-    limit: int  # seconds
+    limit: int
+    describe: Callable[[dict], str]
+    output: Callable[[Path], dict | None] = json_output
     skip: Callable[[Plan], str | None] = lambda plan: None
 
 
 PARTS = [
-    Part("bench", bench_command, 300),
-    Part("ddp_run", ddp_command, 90, Plan.ddp_skip),
-    Part("sharded_picks", picks_command, 90, Plan.ddp_skip),
+    Part("bench", bench_command, 300, bench_summary),
+    Part("ddp_run", ddp_command, 90, ddp_summary, ddp_output, Plan.ddp_skip),
+    Part("sharded_picks", picks_command, 90, picks_summary, skip=Plan.ddp_skip),
 ]
 
 
@@ -124,11 +157,9 @@ def run_part(part: Part, plan: Plan, folder: Path) -> dict:
         "seconds": round(time.perf_counter() - start, 1),
         "log_tail": (done.stdout + done.stderr).splitlines()[-15:],
     }
-    if out.exists():
-        result["output"] = json.loads(out.read_text())
-    if part.name == "ddp_run" and done.returncode == 0:
-        records = (folder / "ddp_run" / "results.jsonl").read_text().splitlines()
-        result["output"] = {"stages": len(records), "last": json.loads(records[-1])}
+    output = part.output(out)
+    if output is not None:
+        result["output"] = output
     return result
 
 
@@ -150,25 +181,20 @@ def print_report(report: dict, console: Console | None = None) -> None:
     )
     for column in ("part", "status", "s", "result"):
         table.add_column(column)
-    for name, part in report["parts"].items():
-        table.add_row(name, part["status"], str(part.get("seconds", "")), summary(name, part))
+    for part in PARTS:
+        result = report["parts"][part.name]
+        seconds = str(result.get("seconds", ""))
+        table.add_row(part.name, result["status"], seconds, summary(part, result))
     (console or Console(width=160)).print(table)
 
 
-def summary(name: str, part: dict) -> str:
+def summary(part: Part, result: dict) -> str:
     """One line of what a part found."""
-    if "reason" in part:
-        return part["reason"]
-    output = part.get("output")
-    if output is None:
-        return (part.get("log_tail") or [""])[-1]
-    if name == "bench":
-        return "; ".join(
-            f"{f['name']}: {f['ratio']['median']:.2f}×" for f in output["figures"][:12]
-        ) + (" …" if len(output["figures"]) > 12 else "")
-    if name == "ddp_run":
-        return f"{output['stages']} stages, test acc {output['last']['test/acc']:.3f}"
-    return ", ".join(f"{m}: {'equal' if r['equal'] else 'DIFFERENT'}" for m, r in output.items())
+    if "reason" in result:
+        return result["reason"]
+    if "output" not in result:
+        return (result.get("log_tail") or [""])[-1]
+    return part.describe(result["output"])
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -38,10 +38,10 @@ def test_one_gpu_skips_ddp_and_sharding_with_the_reason_and_two_run_them():
 
 def test_summaries_name_what_each_part_found():
     picks = {"entropy": {"equal": True}, "bald": {"equal": False}}
-    assert summary("sharded_picks", {"output": picks}) == "entropy: equal, bald: DIFFERENT"
+    assert summary(PARTS[2], {"output": picks}) == "entropy: equal, bald: DIFFERENT"
     ddp = {"output": {"stages": 2, "last": {"test/acc": 0.5}}}
-    assert summary("ddp_run", ddp) == "2 stages, test acc 0.500"
-    assert summary("ddp_run", {"reason": "over its 90 s"}) == "over its 90 s"
+    assert summary(PARTS[1], ddp) == "2 stages, test acc 0.500"
+    assert summary(PARTS[1], {"reason": "over its 90 s"}) == "over its 90 s"
 
 
 @pytest.mark.slow

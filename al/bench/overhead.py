@@ -136,12 +136,17 @@ def plain_stage(
     return seconds
 
 
+def stage_data(cfg: DictConfig, scale: Scale) -> tuple[ALData, ALDataModule]:
+    """`cfg`'s data and a datamodule of `scale.labels` labeled samples drawn from its seed."""
+    data: ALData = build_data(cfg.dataset)
+    labeled = np.random.default_rng(cfg.seed).choice(len(data.pool), scale.labels, False)
+    return data, datamodule_for(data, np.sort(labeled), **cfg.loader)
+
+
 def scale_figures(settings: Settings, scale: Scale, root: str) -> list[Figure]:
     """al / plain and Lightning's floor / plain at one scale, after a warm-up of each."""
     cfg = stage_config(settings, scale.epochs, scale, root)
-    data: ALData = build_data(cfg.dataset)
-    labeled = np.random.default_rng(cfg.seed).choice(len(data.pool), scale.labels, False)
-    datamodule = datamodule_for(data, np.sort(labeled), **cfg.loader)
+    data, datamodule = stage_data(cfg, scale)
     warm_up = stage_config(settings, 1, scale, root)
     lightning_stage(warm_up, datamodule, data.num_classes)
     plain_stage(warm_up, datamodule, data.num_classes, settings.device)

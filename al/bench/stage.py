@@ -5,14 +5,10 @@ the same stage on the per-sample torchvision path and in bf16 mixed precision
 
 from __future__ import annotations
 
-import numpy as np
-
 from al.bench.figures import Figure
 from al.bench.loader import fake_data
-from al.bench.overhead import Scale, cifar_scale, lightning_stage, stage_config
+from al.bench.overhead import Scale, cifar_scale, lightning_stage, stage_config, stage_data
 from al.bench.settings import Settings
-from al.build import build_data
-from al.data import datamodule_for
 
 VARIANTS = {
     "per-sample loader": ("dataset.fast_path=false",),
@@ -23,9 +19,7 @@ VARIANTS = {
 def stage_seconds(settings: Settings, scale: Scale, root: str, extra: tuple[str, ...]) -> float:
     """Seconds of one `scale` stage with the `extra` overrides, after a one-epoch warm-up."""
     cfg = stage_config(settings, scale.epochs, scale, root, extra)
-    data = build_data(cfg.dataset)
-    labeled = np.random.default_rng(cfg.seed).choice(len(data.pool), scale.labels, False)
-    datamodule = datamodule_for(data, np.sort(labeled), **cfg.loader)
+    data, datamodule = stage_data(cfg, scale)
     warm_up = stage_config(settings, 1, scale, root, extra)
     lightning_stage(warm_up, datamodule, data.num_classes)
     return lightning_stage(cfg, datamodule, data.num_classes)

@@ -97,6 +97,7 @@ class BaldSelector(Selector):
     always full passes, for a model whose randomness no dropout layer shows)."""
 
     tasks = ("classification", "segmentation")
+    stochastic_scores = True
 
     def __init__(
         self, passes: PositiveInt = 20, acquisition: str = "bald", cache_features: bool = True
@@ -121,8 +122,7 @@ class BaldSelector(Selector):
         for layer in layers:
             layer.train()
         try:
-            indices, scores = self.score_loader(module, request.candidates, request.seed)
-            return self.ties.top_k(indices, scores, request.query)
+            return super().select(module, request)
         finally:
             for layer in layers:
                 layer.eval()

@@ -74,7 +74,7 @@ def collect(
         all_indices.append(indices)
     if shards is None:
         return torch.cat(all_indices), torch.cat(outputs)
-    indices = torch.cat(all_indices).to(outputs[0].device) if outputs else None
+    indices = torch.cat(all_indices) if all_indices else None
     computed = torch.cat(outputs) if outputs else None
     return shards.gather_rows(indices).cpu(), shards.gather_rows(computed)
 
@@ -175,6 +175,9 @@ class Selector(pl.Callback):
 
     reported_metrics: ClassVar[tuple[str, ...]] = ()
     tasks: ClassVar[tuple[str, ...]] = ("classification",)
+    # Scores with random draws (MC dropout): each batch's drawn from the request's seed and
+    # the batch's first global index (`collect`), the same wherever the batch is scored.
+    stochastic_scores: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._request: SelectionRequest | None = None
@@ -223,7 +226,8 @@ class Selector(pl.Callback):
         self, module: pl.LightningModule, request: SelectionRequest
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Score every candidate and return the `query` best (global indices, scores)."""
-        indices, scores = self.score_loader(module, request.candidates)
+        seed = request.seed if self.stochastic_scores else None
+        indices, scores = self.score_loader(module, request.candidates, seed)
         return self.ties.top_k(indices, scores, request.query)
 
     def score_loader(

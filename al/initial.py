@@ -149,6 +149,7 @@ class PoolVae(StepNetwork):
         self.vae, self.inputs, self.settings = vae, inputs, settings
 
     def on_train_start(self) -> None:
+        super().on_train_start()
         self.inputs = self.inputs.to(self.device)
         self.batches = shuffled_batches(len(self.inputs), self.settings.batch_size, self.device)
 

@@ -1,6 +1,6 @@
-"""Selection sharded across DDP ranks (al.methods.shards): two gloo processes pick exactly what
-one process picks, for every method whose selection is a function of the trained module, and
-each candidate is scored once across the ranks."""
+"""Selection sharded across DDP ranks (al.methods.shards, al.methods.rank_split): two gloo
+processes pick exactly what one process picks, for every method, and each candidate is scored
+once across the ranks."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from al.methods.shards import Shards, current_shards, scoring_shards
 from conftest import FASTER, options
 
 # Selectors that fit networks of their own with the stage's Trainer (`fitting_like`): under
-# DDP that fit is data-parallel, so their picks are not one process's (tests/test_ddp.py runs
-# them in real two-process runs).
+# DDP each rank computes its share of every batch (al.methods.rank_split), so the fit is one
+# process's to rounding, which training compounds: their scores agree to 1e-3 after the
+# epoch these tests train (tests/test_rank_split.py checks the gradients to 1e-6).
 OWN_NETWORK_FITS = {"vaal", "ta_vaal", "sraal"}
-METHODS = sorted(set(options("method")) - OWN_NETWORK_FITS)
+METHODS = sorted(options("method"))
 # 300 candidates in 5 batches of 64: 2 on rank 0, 3 on rank 1.
 SMALL = ["budget.initial=20", "budget.query=10", "budget.subset=300", "loader.eval_batch_size=64"]
 
@@ -30,7 +31,8 @@ def compared() -> dict[str, dict]:
 @pytest.mark.parametrize("method", METHODS)
 def test_two_ranks_pick_what_one_process_picks(compared, method):
     assert compared[method]["equal"]
-    assert compared[method]["max_score_difference"] <= 1e-6
+    tolerance = 1e-3 if method in OWN_NETWORK_FITS else 1e-6
+    assert compared[method]["max_score_difference"] <= tolerance
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -6,6 +6,7 @@ peak memory, which grows with the N scores and indices only (nothing per feature
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -14,9 +15,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from pytorch_lightning.strategies import DDPStrategy
 
 from al.bench.figures import Figure, PeakMemory, timed
 from al.bench.overhead import stage_config
@@ -49,12 +52,24 @@ class Ranks:
         return box[0]
 
 
+def rank_trainer(rank: int, world: int, device: torch.device) -> pl.Trainer:
+    """The stage Trainer of rank `rank` among `world` processes already in the default process
+    group (as a DDP launcher starts them: `LOCAL_RANK` set), or of one process: what a selector
+    reads of it (ranks, broadcasts) and builds its own networks' Trainer from."""
+    settings = {"accelerator": device.type, "barebones": True}
+    if world == 1:
+        return pl.Trainer(devices=[device.index or 0] if device.type == "cuda" else 1, **settings)
+    os.environ.update(LOCAL_RANK=str(rank), NODE_RANK="0", WORLD_SIZE=str(world))
+    strategy = DDPStrategy(process_group_backend=dist.get_backend())
+    return pl.Trainer(devices=world, strategy=strategy, **settings)
+
+
 def method_picks(
-    method: str, overrides: Sequence[str], ranks: Ranks, device: torch.device
+    method: str, overrides: Sequence[str], trainer: pl.Trainer, device: torch.device
 ) -> tuple[list[int], list[float], int]:
     """Stage 0's picks and scores of `method` (with `overrides`) on `device`, its module freshly
-    initialised from seed 0, selected as rank `ranks.global_rank` of `ranks.world_size`; and
-    the rows this process's backbone computed while selecting."""
+    initialised from seed 0, selected as rank `trainer.global_rank` of `trainer.world_size`;
+    and the rows this process's backbone computed while selecting."""
     cfg = stage_config(settings_on(device), 1, extra=(f"method={method}", *overrides))
     experiment = build_experiment(cfg)
     torch.manual_seed(0)
@@ -78,7 +93,7 @@ def method_picks(
     backbone = getattr(module, "backbone", module)
     backbone.register_forward_pre_hook(lambda _, x: rows.__setitem__(0, rows[0] + len(x[0])))
     torch.manual_seed(1)
-    selector.on_train_end(ranks, module)
+    selector.on_train_end(trainer, module)
     picked = selector.selection
     return picked.indices.tolist(), picked.scores.tolist(), rows[0]
 
@@ -187,8 +202,8 @@ def picks_on_ranks(rank: int, world: int, methods: dict, common: Sequence[str], 
     results = {}
     for method, overrides in methods.items():
         arguments = (method, [*common, *overrides])
-        sharded = method_picks(*arguments, Ranks(rank, world), device)
-        single = method_picks(*arguments, Ranks(0, 1), device) if rank == 0 else None
+        sharded = method_picks(*arguments, rank_trainer(rank, world, device), device)
+        single = method_picks(*arguments, rank_trainer(0, 1, device), device) if rank == 0 else None
         results[method] = {"sharded": sharded, "single": single}
     Path(out, f"rank{rank}.json").write_text(json.dumps(results))
     dist.destroy_process_group()
@@ -196,7 +211,8 @@ def picks_on_ranks(rank: int, world: int, methods: dict, common: Sequence[str], 
 
 def compare_picks(methods: dict, common: Sequence[str], world: int) -> dict[str, dict]:
     """Each method (name → its overrides, after `common`) selected on `world` processes and on
-    one: whether the picks are equal, the largest score difference, and the rows each rank's
+    one: whether the picks are equal, how many they share, the largest score difference, and
+    the rows each rank's
     backbone computed (`rank_rows`) against one device's (`single_rows`)."""
     with tempfile.TemporaryDirectory() as out:
         mp.spawn(picks_on_ranks, args=(world, methods, common, out), nprocs=world, join=True)
@@ -209,6 +225,7 @@ def compare_picks(methods: dict, common: Sequence[str], world: int) -> dict[str,
         )
         rows[method] = {
             "equal": picks == single_picks and all(r[method]["sharded"][0] == picks for r in ranks),
+            "common_picks": len(set(picks) & set(single_picks)),
             "max_score_difference": max(
                 (abs(a - b) for a, b in zip(scores, single_scores, strict=True)), default=0.0
             ),

@@ -19,6 +19,7 @@ from torch import nn
 
 from al.errors import ConfigError
 from al.methods.fitting import fit_network
+from al.methods.rank_split import split_across_ranks
 from al.methods.selector import SelectionRequest, Selector, collect
 from al.methods.vaal import DISCRIMINATOR_BATCHES, PoolsAdversary, check_choices
 from al.models.vae import (
@@ -173,7 +174,7 @@ class SraalSelector(Selector):
         """`epochs_v` passes, each iteration `vae_steps` generator steps and one state
         discriminator step, fitted with the stage's Trainer settings (`fitting_like`)."""
         adversary = SraalAdversary(self, nets, labeled, labels, candidates, states)
-        fit_network(adversary, adversary.steps(self.fitting_like), self.fitting_like)
+        fit_network(adversary, adversary.steps(), self.fitting_like)
 
     def generator_loss(self, nets, x_l, y_l, x_u) -> torch.Tensor:
         """5·MSE + KL on both pools, 5·CE of the classifier half on labeled (the task's
@@ -212,6 +213,15 @@ class SraalAdversary(PoolsAdversary):
     def __init__(self, selector: SraalSelector, nets, labeled, labels, candidates, states) -> None:
         super().__init__(selector, labeled, candidates)
         self.nets, self.labels, self.states = nets, labels, states
+
+    def split_networks(self, rank: int, world: int) -> None:
+        methods = {"vae": ("encode", "decode")}
+        self.nets = nn.ModuleDict(
+            {
+                name: split_across_ranks(net, rank, world, methods.get(name, ()))
+                for name, net in self.nets.items()
+            }
+        )
 
     def training_step(self, step_index: int, batch_idx: int) -> None:
         selector = self.selector

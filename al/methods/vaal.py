@@ -21,12 +21,13 @@ from torch import nn
 from al.errors import ConfigError
 from al.methods.discriminator import DISCRIMINATOR_METRICS, discriminator_metrics
 from al.methods.fitting import StepNetwork, fit_network
+from al.methods.rank_split import split_across_ranks
 from al.methods.selector import (
     SelectionRequest,
     Selector,
     collect,
 )
-from al.models.vae import INITS, Discriminator, build_vae, initialise, vae_loss
+from al.models.vae import INITS, Discriminator, build_vae, initialise, reconstruct, vae_loss
 from al.options import NonNegativeFloat, PositiveFloat, PositiveInt
 
 KL_REDUCTIONS = ("sum", "mean", "batchmean")
@@ -147,12 +148,12 @@ class VaalSelector(Selector):
         """`epochs_v` passes over labeled ∪ candidates, each iteration `vae_steps` VAE steps and
         one discriminator step, fitted with the stage's Trainer settings (`fitting_like`)."""
         adversary = VaalAdversary(self, vae, discriminator, labeled, candidates, ranks)
-        fit_network(adversary, adversary.steps(self.fitting_like), self.fitting_like)
+        fit_network(adversary, adversary.steps(), self.fitting_like)
 
     def vae_objective(self, vae, discriminator, x_l, x_u, decode_l, decode_u, judge_l, judge_u):
         """recon + β·KL on both pools + λ·BCE(D(·), 1) on both: fool D into "labeled"."""
-        recon_l, mu_l, logvar_l, _ = vae(x_l, decode_l)
-        recon_u, mu_u, logvar_u, _ = vae(x_u, decode_u)
+        recon_l, mu_l, logvar_l, _ = reconstruct(vae, x_l, decode_l)
+        recon_u, mu_u, logvar_u, _ = reconstruct(vae, x_u, decode_u)
         reconstruction = vae_loss(recon_l, x_l, mu_l, logvar_l, self.beta, self.kl) + vae_loss(
             recon_u, x_u, mu_u, logvar_u, self.beta, self.kl
         )
@@ -217,8 +218,9 @@ def shuffled_batches(count: int, size: int, device: torch.device) -> Iterator[to
 class PoolsAdversary(StepNetwork):
     """Networks a selector trains on batches of its labeled samples and its candidates drawn
     together (the selector's settings): `epochs_v` passes over both in batches of `batch_size`
-    per rank, each iteration `vae_steps` generator steps and one discriminator step, which
-    draws a batch of its own or reuses the last (`discriminator_batch`)."""
+    (the whole batch across DDP ranks, as the paper's on one device), each iteration
+    `vae_steps` generator steps and one discriminator step, which draws a batch of its own or
+    reuses the last (`discriminator_batch`)."""
 
     def __init__(self, selector: Selector, labeled: torch.Tensor, candidates: torch.Tensor) -> None:
         super().__init__()
@@ -226,29 +228,27 @@ class PoolsAdversary(StepNetwork):
         self.ids: tuple[torch.Tensor, torch.Tensor] | None = None
         self.iterations = 1
 
-    def steps(self, like: pl.Trainer | None) -> int:
-        """The updates of `epochs_v` passes, on `like`'s ranks (one without it)."""
-        world = 1 if like is None else like.world_size
+    def steps(self) -> int:
+        """The updates of `epochs_v` passes (on any number of ranks)."""
         total = len(self.labeled) + len(self.candidates)
         selector = self.selector
-        self.iterations = math.ceil(total * selector.epochs_v / (selector.batch_size * world))
+        self.iterations = math.ceil(total * selector.epochs_v / selector.batch_size)
         return self.iterations * (selector.vae_steps + 1)
 
     def on_train_start(self) -> None:
-        size = self.selector.batch_size * self.trainer.world_size
-        device = self.labeled.device
+        super().on_train_start()
+        size, device = self.selector.batch_size, self.labeled.device
         self.labeled_batches = shuffled_batches(len(self.labeled), size, device)
         self.candidate_batches = shuffled_batches(len(self.candidates), size, device)
 
     def draw(self, batch_idx: int) -> tuple[int, int, bool]:
         """(iteration, step within it, whether it drew) of training step `batch_idx`; a step
-        that draws leaves this rank's share of fresh (labeled, candidate) indices in `ids`."""
+        that draws leaves fresh (labeled, candidate) indices in `ids` (alike on every rank)."""
         selector = self.selector
         iteration, step = divmod(batch_idx, selector.vae_steps + 1)
         drew = draws_batch(step, selector.vae_steps, selector.discriminator_batch)
         if drew:
-            ids_l = self.rank_share(next(self.labeled_batches))
-            self.ids = (ids_l, self.rank_share(next(self.candidate_batches)))
+            self.ids = (next(self.labeled_batches), next(self.candidate_batches))
         return iteration, step, drew
 
 
@@ -268,6 +268,10 @@ class VaalAdversary(PoolsAdversary):
         super().__init__(selector, labeled, candidates)
         self.vae, self.discriminator, self.ranks = vae, discriminator, ranks
         self.batch: tuple = ()
+
+    def split_networks(self, rank: int, world: int) -> None:
+        self.vae = split_across_ranks(self.vae, rank, world, ("encode", "decode"))
+        self.discriminator = split_across_ranks(self.discriminator, rank, world)
 
     def training_step(self, step_index: int, batch_idx: int) -> None:
         selector = self.selector

@@ -65,11 +65,13 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor, rank: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
+    def sample(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """z ~ q(z|x) by the reparameterisation trick."""
+        return reparameterize(mu, logvar)
+
     def forward(self, x: torch.Tensor, rank: torch.Tensor | None = None):
         """(reconstruction, μ, log σ², z) of an already prepared batch."""
-        mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar)
-        return self.decode(z, rank), mu, logvar, z
+        return reconstruct(self, x, rank)
 
 
 class ConvVAE(VAE):
@@ -154,6 +156,14 @@ class MLPVAE(VAE):
 
     def decode(self, z: torch.Tensor, rank: torch.Tensor | None) -> torch.Tensor:
         return self.decoder(self.decoder_input(z, rank))
+
+
+def reconstruct(vae: nn.Module, x: torch.Tensor, rank: torch.Tensor | None = None):
+    """(reconstruction, μ, log σ², z) of `vae` on the batch `x`, by its `encode`, `sample` and
+    `decode`: z is drawn for the whole batch even where the networks run on a rank's share."""
+    mu, logvar = vae.encode(x)
+    z = vae.sample(mu, logvar)
+    return vae.decode(z, rank), mu, logvar, z
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from torch import nn
 
 
 class StubVAE(nn.Module):
-    """`encode(x)` → (μ, log σ²); `forward(x, rank)` → (reconstruction, μ, log σ², z = μ)."""
+    """`encode(x)` → (μ, log σ²); `sample` → z = μ; `decode(z, rank)` → reconstruction."""
 
     def __init__(self, weights: dict) -> None:
         super().__init__()
@@ -25,10 +25,12 @@ class StubVAE(nn.Module):
         h = x @ self.encoder
         return h[:, : self.latent], 0.5 * torch.tanh(h[:, self.latent :])
 
-    def forward(self, x: torch.Tensor, rank: torch.Tensor | None = None):
-        mu, logvar = self.encode(x)
-        z = mu if rank is None else torch.cat([mu, rank[:, None]], dim=1)
-        return z @ self.decoder + self.decoder_bias, mu, logvar, mu
+    def sample(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        return mu
+
+    def decode(self, z: torch.Tensor, rank: torch.Tensor | None) -> torch.Tensor:
+        z = z if rank is None else torch.cat([z, rank[:, None]], dim=1)
+        return z @ self.decoder + self.decoder_bias
 
 
 class StubDiscriminator(nn.Module):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from al.gpu_check import PARTS, Plan, main, summary
+from al.gpu_check import FIT_TOLERANCE, PARTS, PICK_METHODS, Plan, agrees, main, summary
 
 
 def test_a_machine_without_cuda_is_a_dry_run_on_two_cpu_ranks():
@@ -44,6 +44,12 @@ def test_summaries_name_what_each_part_found():
     assert summary(PARTS[1], {"reason": "over its 90 s"}) == "over its 90 s"
 
 
+def test_a_fitted_method_agrees_to_the_tolerance_and_the_others_by_equal_picks():
+    assert agrees("vaal", {"equal": False, "max_score_difference": FIT_TOLERANCE})
+    assert not agrees("vaal", {"equal": True, "max_score_difference": 2 * FIT_TOLERANCE})
+    assert not agrees("entropy", {"equal": False, "max_score_difference": 0.0})
+
+
 @pytest.mark.slow
 def test_the_dry_run_checks_every_part_and_writes_its_report(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -55,7 +61,8 @@ def test_the_dry_run_checks_every_part_and_writes_its_report(tmp_path, monkeypat
         "ddp_run": "ok",
         "sharded_picks": "ok",
     }
-    assert all(row["equal"] for row in report["parts"]["sharded_picks"]["output"].values())
+    rows = report["parts"]["sharded_picks"]["output"]
+    assert set(rows) == set(PICK_METHODS) and all(agrees(m, row) for m, row in rows.items())
     suites = {figure["suite"] for figure in report["parts"]["bench"]["output"]["figures"]}
     assert suites == {"overhead", "loader", "selection", "stage"}
     assert report["parts"]["ddp_run"]["output"]["stages"] == 2

@@ -34,6 +34,16 @@ from al.methods.shards import scoring_shards
 from al.pool import Pool
 
 LABELED, QUERY, RANKS = 1_000, 100, 2
+# VAAL's selection benched: 1,000 digits candidates and 20 labeled, the default VAE (quick: one
+# epoch of a narrow one on 300).
+VAAL_FIT = ("budget.initial=20", "budget.subset=1000", "method.selector.epochs_v=2")
+VAAL_FIT_QUICK = (
+    "budget.initial=20",
+    "budget.subset=300",
+    "method.selector.epochs_v=1",
+    "method.selector.channels=[16,32,64,128]",
+    "method.selector.image_size=16",
+)
 
 
 class Ranks:
@@ -66,10 +76,10 @@ def rank_trainer(rank: int, world: int, device: torch.device) -> pl.Trainer:
 
 def method_picks(
     method: str, overrides: Sequence[str], trainer: pl.Trainer, device: torch.device
-) -> tuple[list[int], list[float], int]:
+) -> tuple[list[int], list[float], int, float]:
     """Stage 0's picks and scores of `method` (with `overrides`) on `device`, its module freshly
     initialised from seed 0, selected as rank `trainer.global_rank` of `trainer.world_size`;
-    and the rows this process's backbone computed while selecting."""
+    the rows this process's backbone computed while selecting, and the selection's seconds."""
     cfg = stage_config(settings_on(device), 1, extra=(f"method={method}", *overrides))
     experiment = build_experiment(cfg)
     torch.manual_seed(0)
@@ -95,7 +105,7 @@ def method_picks(
     torch.manual_seed(1)
     selector.on_train_end(trainer, module)
     picked = selector.selection
-    return picked.indices.tolist(), picked.scores.tolist(), rows[0]
+    return picked.indices.tolist(), picked.scores.tolist(), rows[0], picked.seconds
 
 
 def settings_on(device: torch.device) -> Settings:
@@ -184,7 +194,27 @@ def run(settings: Settings) -> list[Figure]:
             },
             note="N scores and indices and the top-k's sort a rank; nothing per feature",
         ),
+        vaal_fit_figure(settings),
     ]
+
+
+def vaal_fit_figure(settings: Settings) -> Figure:
+    """VAAL's selection — its VAE and discriminator fitted across the ranks, then scoring — on
+    `RANKS` gloo processes against one, `heavy_repeats` times."""
+    overrides = settings.pick(VAAL_FIT, VAAL_FIT_QUICK)
+    single, sharded = [], []
+    for _ in range(settings.heavy_repeats):
+        row = compare_picks({"vaal": overrides}, [], RANKS)["vaal"]
+        single.append(row["single_seconds"])
+        sharded.append(row["seconds"])
+    return Figure(
+        "sharded",
+        f"vaal: selection on {RANKS} processes ({' '.join(overrides)}), seconds",
+        "1 process (seconds, best run; slowest rank)",
+        [s / min(single) for s in sharded],
+        {"seconds": sharded, "baseline_seconds": single},
+        note="each rank computes its share of every VAE and discriminator batch",
+    )
 
 
 def picks_on_ranks(rank: int, world: int, methods: dict, common: Sequence[str], out: str) -> None:
@@ -211,15 +241,15 @@ def picks_on_ranks(rank: int, world: int, methods: dict, common: Sequence[str], 
 
 def compare_picks(methods: dict, common: Sequence[str], world: int) -> dict[str, dict]:
     """Each method (name → its overrides, after `common`) selected on `world` processes and on
-    one: whether the picks are equal, how many they share, the largest score difference, and
-    the rows each rank's
-    backbone computed (`rank_rows`) against one device's (`single_rows`)."""
+    one: whether the picks are equal, how many they share, the largest score difference, the
+    rows each rank's backbone computed (`rank_rows`) against one device's (`single_rows`), and
+    the seconds of the slowest rank's selection against one device's."""
     with tempfile.TemporaryDirectory() as out:
         mp.spawn(picks_on_ranks, args=(world, methods, common, out), nprocs=world, join=True)
         ranks = [json.loads(Path(out, f"rank{r}.json").read_text()) for r in range(world)]
     rows = {}
     for method in methods:
-        (picks, scores, _), (single_picks, single_scores, single_rows) = (
+        (picks, scores, _, _), (single_picks, single_scores, single_rows, single_seconds) = (
             ranks[0][method]["sharded"],
             ranks[0][method]["single"],
         )
@@ -231,5 +261,7 @@ def compare_picks(methods: dict, common: Sequence[str], world: int) -> dict[str,
             ),
             "rank_rows": [r[method]["sharded"][2] for r in ranks],
             "single_rows": single_rows,
+            "seconds": max(r[method]["sharded"][3] for r in ranks),
+            "single_seconds": single_seconds,
         }
     return rows

@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_autograd
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -50,6 +49,23 @@ class GatherShares(torch.autograd.Function):
         summed = grad.contiguous().clone()
         dist.all_reduce(summed)
         return summed[ctx.start : ctx.start + ctx.size], None, None
+
+
+class SumAcrossRanks(torch.autograd.Function):
+    """The sum of a tensor over the ranks, on every rank; backward: the ranks' gradients summed
+    (each rank's holds what its own computation contributed)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        summed = tensor.clone()
+        dist.all_reduce(summed)
+        return summed
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        summed = grad.contiguous().clone()
+        dist.all_reduce(summed)
+        return summed
 
 
 class RankSplit(nn.Module):
@@ -104,11 +120,11 @@ class SyncedBatchNorm(_BatchNorm):
         shape = [1, -1, *[1] * (x.dim() - 2)]
         values = x.float()
         count = values.new_tensor([x.numel() / max(x.shape[1], 1)])
-        totals = dist_autograd.all_reduce(torch.cat([values.sum(dims), count]))
+        totals = SumAcrossRanks.apply(torch.cat([values.sum(dims), count]))
         n = totals[-1]
         mean = totals[:-1] / n
         centered = values - mean.view(shape)
-        variance = dist_autograd.all_reduce(centered.square().sum(dims)) / n
+        variance = SumAcrossRanks.apply(centered.square().sum(dims)) / n
         if self.track_running_stats:
             self.update_running_stats(mean.detach(), variance.detach(), n.item())
         normalised = centered * torch.rsqrt(variance + self.eps).view(shape)

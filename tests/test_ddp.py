@@ -215,8 +215,8 @@ def test_a_module_training_on_unlabeled_samples_runs_under_ddp(tmp_path):
 @pytest.mark.slow
 def test_a_selector_s_own_networks_train_data_parallel_under_ddp(tmp_path):
     """VAAL's VAE and discriminator are fitted by a DDP Trainer across the run's two ranks
-    (each rank its share of every batch, gradients averaged): both ranks end every stage with
-    the same discriminator metrics and label one pool."""
+    (each rank computes its share of every batch: al.methods.rank_split): both ranks end every
+    stage with the same discriminator metrics and label one pool."""
     vae = ["method=vaal", "method.selector.epochs_v=2", *NARROW_VAE, "budget.stages=2"]
     result = train_ddp(tmp_path, *vae)
     assert result.returncode == 0, result.stderr[-3000:]

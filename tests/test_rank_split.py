@@ -77,6 +77,8 @@ def rank_run(rank: int, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{out}/init", rank=rank, world_size=WORLD)
     encoder, head = networks()
+    rows = [0]
+    encoder.conv.register_forward_pre_hook(lambda _, x: rows.__setitem__(0, rows[0] + len(x[0])))
     split_encoder = split_across_ranks(encoder, rank, WORLD, ("halves",))
     split_head = split_across_ranks(head, rank, WORLD)
     loss = objective(split_encoder, split_head, *inputs())
@@ -84,7 +86,8 @@ def rank_run(rank: int, out: str) -> None:
     for parameter in [*encoder.parameters(), *head.parameters()]:
         dist.all_reduce(parameter.grad)  # DDP's average of the ranks' gradients
         parameter.grad /= WORLD
-    Path(out, f"rank{rank}.json").write_text(json.dumps(outcome(encoder, head, loss)))
+    result = outcome(encoder, head, loss) | {"encoder_rows": rows[0]}
+    Path(out, f"rank{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()
 
 
@@ -102,6 +105,10 @@ def test_two_ranks_train_what_one_process_trains(ranks, key):
         assert rank["loss"] == pytest.approx(single["loss"], rel=1e-6)
         for ours, theirs in zip(rank[key], single[key], strict=True):
             assert torch.allclose(torch.tensor(ours), torch.tensor(theirs), atol=1e-6, rtol=1e-5)
+
+
+def test_each_rank_computes_its_share_of_the_batch(ranks):
+    assert [rank["encoder_rows"] for rank in ranks] == [3, 4]
 
 
 def test_the_gradients_are_not_all_zero(ranks):

@@ -105,9 +105,9 @@ class RankSplit(nn.Module):
 
 class SyncedBatchNorm(_BatchNorm):
     """BatchNorm whose training statistics are those of the whole batch across the default
-    process group's ranks (sums all-reduced with autograd, in float32); any backend, the CPU's
-    gloo included (torch's SyncBatchNorm runs on accelerators only). Evaluation, or one process,
-    is plain BatchNorm."""
+    process group's ranks (Σx and Σx² in float64, all-reduced with autograd in one exchange);
+    any backend, the CPU's gloo included (torch's SyncBatchNorm runs on accelerators only).
+    Evaluation, or one process, is plain BatchNorm."""
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
         if x.dim() < 2:
@@ -119,15 +119,17 @@ class SyncedBatchNorm(_BatchNorm):
         dims = [0, *range(2, x.dim())]
         shape = [1, -1, *[1] * (x.dim() - 2)]
         values = x.float()
-        count = values.new_tensor([x.numel() / max(x.shape[1], 1)])
-        totals = SumAcrossRanks.apply(torch.cat([values.sum(dims), count]))
-        n = totals[-1]
-        mean = totals[:-1] / n
-        centered = values - mean.view(shape)
-        variance = SumAcrossRanks.apply(centered.square().sum(dims)) / n
+        sums = values.sum(dims, dtype=torch.float64)
+        squares = values.square().sum(dims, dtype=torch.float64)
+        count = sums.new_tensor([x.numel() / max(x.shape[1], 1)])
+        totals = SumAcrossRanks.apply(torch.cat([sums, squares, count]))  # one exchange
+        channels, n = x.shape[1], totals[-1]
+        mean = totals[:channels] / n
+        variance = (totals[channels:-1] / n - mean.square()).clamp_min(0.0)  # float64
         if self.track_running_stats:
             self.update_running_stats(mean.detach(), variance.detach(), n.item())
-        normalised = centered * torch.rsqrt(variance + self.eps).view(shape)
+        scale = torch.rsqrt(variance + self.eps).float().view(shape)
+        normalised = (values - mean.float().view(shape)) * scale
         if self.affine:
             normalised = normalised * self.weight.view(shape) + self.bias.view(shape)
         return normalised

@@ -15,7 +15,7 @@ from conftest import FASTER, options
 
 # Selectors that fit networks of their own with the stage's Trainer (`fitting_like`): under
 # DDP each rank computes its share of every batch (al.methods.rank_split), so the fit is one
-# process's to rounding, which training compounds: their scores agree to 1e-3 after the
+# process's to rounding, which training compounds: their scores agree to 1e-4 after the
 # epoch these tests train (tests/test_rank_split.py checks the gradients to 1e-6).
 OWN_NETWORK_FITS = {"vaal", "ta_vaal", "sraal"}
 METHODS = sorted(options("method"))
@@ -31,7 +31,7 @@ def compared() -> dict[str, dict]:
 @pytest.mark.parametrize("method", METHODS)
 def test_two_ranks_pick_what_one_process_picks(compared, method):
     assert compared[method]["equal"]
-    tolerance = 1e-3 if method in OWN_NETWORK_FITS else 1e-6
+    tolerance = 1e-4 if method in OWN_NETWORK_FITS else 1e-6
     assert compared[method]["max_score_difference"] <= tolerance
 
 

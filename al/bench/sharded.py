@@ -173,12 +173,10 @@ def run(settings: Settings) -> list[Figure]:
             peaks.append(runs[2][1])
     base_peak = max(min(base_peaks), 1.0)  # MB; a floor keeps the ratio finite
     return [
-        Figure(
-            "sharded",
+        speed_up(
             f"entropy: {size:,} streamed candidates scored on {RANKS} processes, seconds",
-            "1 process (seconds, best run; slowest rank)",
-            [s / min(single) for s in sharded],
-            {"seconds": sharded, "baseline_seconds": single},
+            sharded,
+            single,
             target="≤ 0.59 (a 1.7× speed-up)",
             note="one thread a process: a CPU core stands for a GPU",
         ),
@@ -207,13 +205,23 @@ def vaal_fit_figure(settings: Settings) -> Figure:
         row = compare_picks({"vaal": overrides}, [], RANKS)["vaal"]
         single.append(row["single_seconds"])
         sharded.append(row["seconds"])
+    return speed_up(
+        f"vaal: selection on {RANKS} processes ({' '.join(overrides)}), seconds",
+        sharded,
+        single,
+        note="each rank computes its share of every VAE and discriminator batch",
+    )
+
+
+def speed_up(name: str, sharded: list[float], single: list[float], **text: str) -> Figure:
+    """`sharded` seconds (the slowest rank's, per run) against the best of one process's."""
     return Figure(
         "sharded",
-        f"vaal: selection on {RANKS} processes ({' '.join(overrides)}), seconds",
+        name,
         "1 process (seconds, best run; slowest rank)",
         [s / min(single) for s in sharded],
         {"seconds": sharded, "baseline_seconds": single},
-        note="each rank computes its share of every VAE and discriminator batch",
+        **text,
     )
 
 

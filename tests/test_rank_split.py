@@ -16,7 +16,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from al.methods.rank_split import RankSplit, SyncedBatchNorm, share_bounds, split_across_ranks
+from al.methods import shards
+from al.methods.rank_split import (
+    RankSplit,
+    SyncedBatchNorm,
+    share_bounds,
+    split_across_ranks,
+    split_for_scoring,
+)
 
 BATCH, WORLD = 7, 2  # shares of 3 and 4 rows
 
@@ -131,3 +138,19 @@ def test_one_process_keeps_plain_batchnorm_and_attributes():
     assert split.scale == 2.0 and list(split.parameters()) == list(encoder.parameters())
     x = torch.randn(5, 4, 3, 3)
     assert torch.equal(encoder.conv[1](x), plain(x))
+
+
+def test_a_sharded_selection_scores_on_the_rank_s_share():
+    """Inside a sharded selection a scoring network is split over its ranks; outside, as is."""
+    net = nn.Linear(2, 1)
+    assert split_for_scoring(net) is net
+    token = shards._CURRENT.set(shards.Shards(1, 2))
+    try:
+        split = split_for_scoring(net, ("encode",))
+    finally:
+        shards._CURRENT.reset(token)
+    assert isinstance(split, RankSplit) and (split.rank, split.world, split.methods) == (
+        1,
+        2,
+        ("encode",),
+    )

@@ -23,6 +23,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from al.methods.shards import current_shards
+
 
 def share_bounds(batch: int, world: int) -> list[tuple[int, int]]:
     """(start, stop) of each rank's contiguous share of `batch` rows (the last ranks take one
@@ -171,3 +173,11 @@ def split_across_ranks(
 ) -> RankSplit:
     """`net` with synced BatchNorm, computed on this rank's share of every batch (`RankSplit`)."""
     return RankSplit(synced_batchnorm(net), rank, world, methods)
+
+
+def split_for_scoring(net: nn.Module, methods: Sequence[str] = ()) -> nn.Module:
+    """`net` computed on this rank's share of every batch while a selection is sharded
+    (`al.methods.shards`), so a scoring pass over the candidates computes each once across
+    the ranks; `net` itself otherwise."""
+    shards = current_shards()
+    return net if shards is None else RankSplit(net, shards.rank, shards.world, methods)

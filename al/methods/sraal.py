@@ -19,7 +19,7 @@ from torch import nn
 
 from al.errors import ConfigError
 from al.methods.fitting import fit_network
-from al.methods.rank_split import split_across_ranks
+from al.methods.rank_split import split_across_ranks, split_for_scoring
 from al.methods.selector import SelectionRequest, Selector, collect
 from al.methods.vaal import DISCRIMINATOR_BATCHES, PoolsAdversary, check_choices
 from al.models.vae import (
@@ -161,10 +161,12 @@ class SraalSelector(Selector):
                 nets, labeled, request.labeled_labels.to(device), candidates, states
             )
         nets.eval()
+        encoder = split_for_scoring(vae, ("encode",))
+        discriminator = split_for_scoring(nets["discriminator"])
         with torch.no_grad():
             scores = torch.cat(
                 [
-                    nets["discriminator"](vae.encode(chunk)[0])
+                    discriminator(encoder.encode(chunk)[0])
                     for chunk in candidates.split(self.batch_size)
                 ]
             ).cpu()

@@ -21,7 +21,7 @@ from torch import nn
 from al.errors import ConfigError
 from al.methods.discriminator import DISCRIMINATOR_METRICS, discriminator_metrics
 from al.methods.fitting import StepNetwork, fit_network
-from al.methods.rank_split import split_across_ranks
+from al.methods.rank_split import split_across_ranks, split_for_scoring
 from al.methods.selector import (
     SelectionRequest,
     Selector,
@@ -182,6 +182,7 @@ class VaalSelector(Selector):
         mode with the trained ranks: the probability "labeled"."""
         vae.eval()
         discriminator.eval()
+        vae, discriminator = split_for_scoring(vae, ("encode",)), split_for_scoring(discriminator)
         everyone = torch.arange(len(inputs), device=inputs.device)
         sides = (everyone, everyone[:0]) if labeled else (everyone[:0], everyone)
         _, judge = self.iteration_conditions(1, ranks, *sides)[0 if labeled else 1]
